@@ -1,0 +1,5 @@
+"""Metriflow: web-analytics ETL and reporting."""
+
+from .celery import app as celery_app
+
+__all__ = ("celery_app",)

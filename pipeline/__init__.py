@@ -1,0 +1,1 @@
+"""Ingestion and the seven-stage aggregation pipeline."""

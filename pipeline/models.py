@@ -1,0 +1,155 @@
+"""Models of the tables the pipeline writes and the admin reads.
+
+The tables themselves are created by SQL under ``sql/schema`` (loaded by
+migration 0001), so every model here is unmanaged: Django reads and edits
+rows, PostgreSQL owns the DDL. Ingestion and the stages write these tables
+through psycopg and stored procedures, not through the ORM.
+"""
+
+from django.db import models
+
+
+class Source(models.TextChoices):
+    GA = "ga", "GA (traffic)"
+    PSI = "psi", "PSI (performance)"
+
+
+class Site(models.Model):
+    id = models.AutoField(primary_key=True)
+    host = models.TextField(unique=True)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        managed = False
+        db_table = "site"
+        ordering = ["host"]
+
+    def __str__(self) -> str:
+        return self.host
+
+
+class Page(models.Model):
+    id = models.AutoField(primary_key=True)
+    site = models.ForeignKey(Site, on_delete=models.DO_NOTHING, related_name="pages")
+    url = models.TextField(unique=True, help_text="Canonical URL.")
+    path = models.TextField()
+    created_at = models.DateTimeField()
+
+    class Meta:
+        managed = False
+        db_table = "page"
+        ordering = ["url"]
+
+    def __str__(self) -> str:
+        return self.url
+
+
+class IngestBatch(models.Model):
+    """One file ingestion: the contract's ingest batch."""
+
+    class Status(models.TextChoices):
+        LOADING = "loading"
+        LOADED = "loaded"
+        FAILED = "failed"
+        SKIPPED = "skipped"
+
+    class Layout(models.TextChoices):
+        ARRAY = "array", "JSON array"
+        NDJSON = "ndjson", "NDJSON"
+        SEED = "seed", "Seed (.NET) format"
+
+    id = models.BigAutoField(primary_key=True)
+    source = models.TextField(choices=Source.choices)
+    file_name = models.TextField()
+    file_layout = models.TextField(choices=Layout.choices)
+    checksum = models.TextField()
+    file_bytes = models.BigIntegerField(null=True)
+    status = models.TextField(choices=Status.choices, default=Status.LOADING)
+    forced = models.BooleanField(default=False)
+    records_accepted = models.BigIntegerField(default=0)
+    records_rejected = models.BigIntegerField(default=0)
+    committed_position = models.BigIntegerField(default=0)
+    first_hour = models.DateTimeField(null=True)
+    last_hour = models.DateTimeField(null=True)
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True)
+    error = models.TextField(null=True)
+
+    class Meta:
+        managed = False
+        db_table = "ingest_batch"
+        ordering = ["-id"]
+        verbose_name_plural = "ingest batches"
+
+    def __str__(self) -> str:
+        return f"#{self.id} {self.source} {self.file_name}"
+
+
+class IngestReject(models.Model):
+    """A record that broke a rule of the contract, kept with where and why."""
+
+    id = models.BigAutoField(primary_key=True)
+    batch = models.ForeignKey(IngestBatch, on_delete=models.CASCADE, related_name="rejects")
+    position = models.BigIntegerField(help_text="1-based record position in the file.")
+    reason = models.TextField()
+    raw = models.TextField(null=True, help_text="First 1 KB of the record.")
+    created_at = models.DateTimeField()
+
+    class Meta:
+        managed = False
+        db_table = "ingest_reject"
+        ordering = ["batch_id", "position"]
+
+    def __str__(self) -> str:
+        return f"batch {self.batch_id} #{self.position}: {self.reason}"
+
+
+class Stage(models.TextChoices):
+    STAGED = "staged"
+    PAGE = "page"
+    INTERVAL = "interval"
+    DAILY = "daily"
+    MONTHLY = "monthly"
+    YEARLY = "yearly"
+
+
+class PipelineLedger(models.Model):
+    """One stage x window: its state, attempts, timings and row counts."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        RUNNING = "running"
+        DONE = "done"
+        FAILED = "failed"
+
+    id = models.BigAutoField(primary_key=True)
+    stage = models.TextField(choices=Stage.choices)
+    batch = models.ForeignKey(
+        IngestBatch, null=True, on_delete=models.CASCADE, related_name="ledger"
+    )
+    window_start = models.DateTimeField(null=True)
+    window_end = models.DateTimeField(null=True)
+    status = models.TextField(choices=Status.choices, default=Status.PENDING)
+    attempts = models.IntegerField(default=0)
+    created_at = models.DateTimeField()
+    updated_at = models.DateTimeField()
+    started_at = models.DateTimeField(null=True)
+    finished_at = models.DateTimeField(null=True)
+    duration_ms = models.BigIntegerField(null=True)
+    rows_in = models.BigIntegerField(null=True)
+    rows_out = models.BigIntegerField(null=True)
+    worker = models.TextField(null=True)
+    error = models.TextField(null=True)
+
+    class Meta:
+        managed = False
+        db_table = "pipeline_ledger"
+        ordering = ["-updated_at"]
+        verbose_name = "pipeline run"
+
+    def __str__(self) -> str:
+        if self.batch_id:
+            window = f"batch {self.batch_id}"
+        else:
+            window = f"{self.window_start:%Y-%m-%d %H:%M}"
+        return f"{self.stage} {window} ({self.status})"

@@ -1,0 +1,1 @@
+"""The reporting API: identity, rate limits and reports over any range."""

@@ -1,0 +1,63 @@
+"""Shared fixtures. Tests run against the real PostgreSQL, RabbitMQ and Redis."""
+
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from django.conf import settings
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def admin_conninfo(dbname: str = "postgres") -> str:
+    """A libpq connection string to the test server, on another database."""
+    db = settings.DATABASES["default"]
+    parts = {
+        "host": db.get("HOST") or "127.0.0.1",
+        "port": str(db.get("PORT") or 5432),
+        "user": db.get("USER") or "postgres",
+        "dbname": dbname,
+    }
+    if db.get("PASSWORD"):
+        parts["password"] = db["PASSWORD"]
+    return " ".join(f"{k}={v}" for k, v in parts.items())
+
+
+def database_url(dbname: str) -> str:
+    db = settings.DATABASES["default"]
+    auth = db.get("USER") or "postgres"
+    if db.get("PASSWORD"):
+        auth += f":{db['PASSWORD']}"
+    return f"postgres://{auth}@{db.get('HOST') or '127.0.0.1'}:{db.get('PORT') or 5432}/{dbname}"
+
+
+@pytest.fixture
+def scratch_database() -> Iterator[str]:
+    """An empty database of its own, dropped afterwards; yields its name."""
+    name = f"metriflow_scratch_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(admin_conninfo(), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield name
+    finally:
+        with psycopg.connect(admin_conninfo(), autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def run_manage(*args: str, env: dict[str, str] | None = None, check: bool = True):
+    """Runs ``manage.py`` in a subprocess, as a user would."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run(
+        [sys.executable, str(REPO_ROOT / "manage.py"), *args],
+        cwd=REPO_ROOT,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        check=check,
+        timeout=300,
+    )
