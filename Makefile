@@ -8,7 +8,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv services migrate demo test lint format bench-loadgen clean
+.PHONY: help venv services migrate demo test lint format bench-loadgen clean api worker beat flower
 
 help:
 	@echo "make demo | test | lint | format | bench-loadgen | services | migrate | clean"
@@ -47,3 +47,18 @@ bench-loadgen: venv
 
 clean:
 	rm -rf $(VENV) data var .pytest_cache .ruff_cache
+
+# --- The platform's processes, for the local path (docker-compose runs the same commands).
+QUEUE ?= staged
+api: migrate
+	$(VENV)/bin/gunicorn metriflow.wsgi:application --config metriflow/gunicorn.conf.py
+
+worker: migrate
+	$(VENV)/bin/celery -A metriflow worker -Q $(QUEUE) -n $(QUEUE)@%h --concurrency 1 --loglevel INFO
+
+beat: migrate
+	mkdir -p var
+	$(VENV)/bin/celery -A metriflow beat --loglevel INFO --schedule var/celerybeat-schedule
+
+flower: venv
+	$(VENV)/bin/celery -A metriflow flower --port=5555
