@@ -50,6 +50,7 @@ class IngestBatch(models.Model):
     class Status(models.TextChoices):
         LOADING = "loading"
         LOADED = "loaded"
+        BROKEN = "broken"
         FAILED = "failed"
         SKIPPED = "skipped"
 

@@ -61,3 +61,39 @@ def run_manage(*args: str, env: dict[str, str] | None = None, check: bool = True
         check=check,
         timeout=300,
     )
+
+
+# Tables the pipeline writes; unmanaged by Django, so its test flush leaves them.
+PIPELINE_TABLES = (
+    "site, page, ingest_batch, ingest_reject, staged_ga, staged_psi, page_hour, "
+    "agg_interval, agg_daily, agg_monthly, agg_yearly, pipeline_dirty, pipeline_ledger"
+)
+
+
+def reset_pipeline_tables() -> None:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT inhrelid::regclass::text FROM pg_inherits "
+            "WHERE inhparent IN ('raw_ga'::regclass, 'raw_psi'::regclass)"
+        )
+        for (partition,) in cursor.fetchall():
+            cursor.execute(f'DROP TABLE "{partition}"')
+        cursor.execute(f"TRUNCATE {PIPELINE_TABLES} RESTART IDENTITY CASCADE")
+
+
+@pytest.fixture
+def pipeline_db(transactional_db):
+    """A committed-data database with the pipeline's tables empty before and after."""
+    reset_pipeline_tables()
+    yield
+    reset_pipeline_tables()
+
+
+@pytest.fixture
+def test_database_env() -> dict[str, str]:
+    """Environment for subprocesses (manage.py, workers) that must use the test database."""
+    from django.db import connection
+
+    return {"DATABASE_URL": database_url(connection.settings_dict["NAME"])}

@@ -1,0 +1,643 @@
+"""Ingestion: one file into its raw partition, with bookkeeping and resume.
+
+Per file, one producer/consumer pipeline: a reader thread parses, validates
+and resolves pages, and hands chunks of rows through a bounded queue to the
+writer (the calling thread), which streams them into the batch's raw
+partition with binary ``COPY``. A slow database therefore slows the reader
+instead of filling memory. Every ``batch_size`` records the writer commits the
+rows together with the rejects and the batch's ``committed_position`` in one
+transaction: a reported success means the rows are committed, and a killed
+ingestion resumes after the last commit when the same file is ingested again.
+
+Duplicates of content are found by checksum: a file whose content was
+ingested before is skipped unless forced. The hand-off to the pipeline (a
+pending ledger row for the staged stage) is written in the batch's final
+transaction and announced only after it commits.
+"""
+
+from __future__ import annotations
+
+import gc
+import hashlib
+import logging
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from operator import itemgetter
+
+import psycopg
+from django.conf import settings
+from psycopg import sql
+
+from .canonical import InvalidUrl, canonicalize
+from .readers import Chunk, FileBreak, detect_layout, open_stream, read_chunks
+from .records import (
+    Reject,
+    validate_ga,
+    validate_psi,
+    validate_seed_ga,
+    validate_seed_psi,
+)
+from .timestamps import HourCache
+
+logger = logging.getLogger(__name__)
+
+GA_COLUMNS = (
+    "batch_id",
+    "position",
+    "page_id",
+    "hour",
+    "users",
+    "sessions",
+    "views",
+    "bounces",
+    "engagement_seconds",
+)
+GA_TYPES = ("int8", "int8", "int4", "timestamptz", "int4", "int4", "int4", "int4", "float8")
+PSI_COLUMNS = (
+    "batch_id",
+    "position",
+    "page_id",
+    "measured_at",
+    "strategy",
+    "performance_score",
+    "lcp_ms",
+    "fcp_ms",
+    "inp_ms",
+    "ttfb_ms",
+    "cls",
+)
+PSI_TYPES = ("int8", "int8", "int4", "timestamptz", "text", *(["float8"] * 6))
+_QUEUE_CHUNKS = 4  # chunks (about 4 MB of input each) between reader and writer
+_ADVISORY_NAMESPACE = 0x4D46  # 'MF': advisory lock class for ingest batches
+
+
+class IngestError(Exception):
+    """The ingestion of a file could not be done (bad arguments, unknown source...)."""
+
+
+@dataclass
+class FileResult:
+    path: str
+    source: str | None = None
+    batch_id: int | None = None
+    status: str = "failed"  # loaded | broken | skipped | busy | failed
+    accepted: int = 0
+    rejected: int = 0
+    seconds: float = 0.0
+    resumed_from: int = 0
+    message: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status in ("loaded", "skipped")
+
+    @property
+    def rate(self) -> float:
+        return self.accepted / self.seconds if self.seconds else 0.0
+
+    def summary(self) -> str:
+        name = os.path.basename(self.path)
+        if self.status in ("skipped", "busy"):
+            return f"{name}: {self.message}"
+        line = (
+            f"{name}: {self.source} batch {self.batch_id}, {self.accepted:,} accepted, "
+            f"{self.rejected:,} rejected, {self.seconds:.1f} s, {self.rate:,.0f} records/s"
+        )
+        if self.resumed_from:
+            line += f" (resumed after record {self.resumed_from:,})"
+        if self.message:
+            line += f"; {self.message}"
+        return line
+
+
+@dataclass
+class _Work:
+    rows: list
+    rejects: list  # (position, reason, raw text)
+    last_position: int
+
+
+@dataclass
+class _End:
+    broken: FileBreak | None = None
+    unreadable: int = 0  # NDJSON lines that were not JSON
+    first_unreadable: int = 0
+
+
+@dataclass
+class _Failure:
+    error: BaseException
+
+
+@dataclass
+class Progress:
+    """Counters a caller can poll from another thread (or process, via callback)."""
+
+    records: int = 0
+    rejected: int = 0
+    callback: Callable[[int, int], None] | None = field(default=None, repr=False)
+
+    def add(self, records: int, rejected: int) -> None:
+        self.records += records
+        self.rejected += rejected
+        if self.callback:
+            self.callback(records, rejected)
+
+
+def conninfo() -> str:
+    """libpq connection string of the default database (ingestion runs outside the ORM)."""
+    db = settings.DATABASES["default"]
+    parts = {
+        "host": db.get("HOST") or "",
+        "port": str(db.get("PORT") or ""),
+        "user": db.get("USER") or "",
+        "password": db.get("PASSWORD") or "",
+        "dbname": db["NAME"],
+        "application_name": "metriflow-ingest",
+    }
+    return psycopg.conninfo.make_conninfo(**{k: v for k, v in parts.items() if v})
+
+
+def file_checksum(path: str) -> str:
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def detect_source(path: str, first_record: object) -> str | None:
+    """The source from the file name (ga*, psi*), else from the first record's keys."""
+    name = os.path.basename(path).lower()
+    if name.startswith("psi"):
+        return "psi"
+    if name.startswith("ga"):
+        return "ga"
+    if isinstance(first_record, dict):
+        keys = first_record.keys()
+        if {"measured_at", "strategy", "performance_score", "PerformanceScore"} & keys:
+            return "psi"
+        if {"hour", "users", "sessions", "Users", "Sessions", "Views"} & keys:
+            return "ga"
+    return None
+
+
+def looks_like_seed(first_record: object) -> bool:
+    return isinstance(first_record, dict) and "Date" in first_record and "Page" in first_record
+
+
+class PageResolver:
+    """Raw page URL -> page id, cached; canonicalises and creates pages on a miss."""
+
+    def __init__(self, conn: psycopg.Connection) -> None:
+        self._conn = conn
+        self._by_raw: dict[str, int] = {}
+        self._by_canonical: dict[str, int] = {}
+
+    def page_id(self, raw_url: str) -> int:
+        try:
+            return self._by_raw[raw_url]
+        except KeyError:
+            pass
+        try:
+            page = canonicalize(raw_url)
+        except InvalidUrl as exc:
+            raise Reject(f"page: {exc}") from None
+        page_id = self._by_canonical.get(page.url)
+        if page_id is None:
+            row = self._conn.execute(
+                "SELECT page_ensure(%s, %s, %s)", (page.url, page.host, page.path)
+            ).fetchone()
+            page_id = row[0]
+            self._by_canonical[page.url] = page_id
+        if len(self._by_raw) > 1_000_000:
+            self._by_raw.clear()
+        self._by_raw[raw_url] = page_id
+        return page_id
+
+
+def _rows_of(
+    chunk: Chunk,
+    source: str,
+    seed: bool,
+    batch_id: int,
+    pages: PageResolver,
+    hours: HourCache,
+    skip_through: int,
+) -> tuple[list, list]:
+    """The COPY rows and the rejects of one chunk (records <= skip_through are skipped)."""
+    rows: list = []
+    rejects: list = []
+    append = rows.append
+    page_id = pages.page_id
+    position = chunk.first_position - 1
+    start = 0
+    if skip_through >= chunk.first_position:
+        start = skip_through - chunk.first_position + 1
+        position += start
+    records = chunk.records
+    if source == "ga" and not seed:
+        for index in range(start, len(records)):
+            position += 1
+            try:
+                page, hour, users, sessions, views, bounces, eng = validate_ga(
+                    records[index], hours
+                )
+                append(
+                    (batch_id, position, page_id(page), hour, users, sessions, views, bounces, eng)
+                )
+            except Reject as exc:
+                rejects.append((position, str(exc), chunk.raw_text(index)))
+        return rows, rejects
+    if source == "psi" and not seed:
+        for index in range(start, len(records)):
+            position += 1
+            try:
+                page, at, strategy, score, lcp, fcp, inp, ttfb, cls = validate_psi(records[index])
+                append(
+                    (
+                        batch_id,
+                        position,
+                        page_id(page),
+                        at,
+                        strategy,
+                        score,
+                        lcp,
+                        fcp,
+                        inp,
+                        ttfb,
+                        cls,
+                    )
+                )
+            except Reject as exc:
+                rejects.append((position, str(exc), chunk.raw_text(index)))
+        return rows, rejects
+    validate = validate_seed_ga if source == "ga" else validate_seed_psi
+    for index in range(start, len(records)):
+        position += 1
+        try:
+            values = validate(records[index])
+            append((batch_id, position, page_id(values[0]), *values[1:]))
+        except Reject as exc:
+            rejects.append((position, str(exc), chunk.raw_text(index)))
+    return rows, rejects
+
+
+class _Batch:
+    """The ingest_batch row of one file and the connection that writes it."""
+
+    def __init__(self, conn: psycopg.Connection, batch_id: int, source: str) -> None:
+        self.conn = conn
+        self.id = batch_id
+        self.source = source
+        self.partition = sql.Identifier(f"raw_{source}_b{batch_id}")
+        columns = GA_COLUMNS if source == "ga" else PSI_COLUMNS
+        self.types = GA_TYPES if source == "ga" else PSI_TYPES
+        self.copy_sql = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
+            self.partition, sql.SQL(", ").join(map(sql.Identifier, columns))
+        )
+        self.time_column = 3  # hour / measured_at in a row
+
+    def commit(
+        self,
+        rows_written: int,
+        rejects: list,
+        position: int,
+        first: datetime | None,
+        last: datetime | None,
+    ) -> None:
+        """Commits the open transaction: the COPYed rows, the rejects and the bookkeeping."""
+        with self.conn.cursor() as cur:
+            if rejects:
+                with cur.copy(
+                    "COPY ingest_reject (batch_id, position, reason, raw) FROM STDIN"
+                ) as copy:
+                    for pos, reason, raw in rejects:
+                        copy.write_row((self.id, pos, reason, raw.replace("\x00", "")))
+            cur.execute(
+                "UPDATE ingest_batch SET records_accepted = records_accepted + %s, "
+                "records_rejected = records_rejected + %s, committed_position = %s, "
+                "first_hour = LEAST(first_hour, date_trunc('hour', %s::timestamptz)), "
+                "last_hour = GREATEST(last_hour, date_trunc('hour', %s::timestamptz)) "
+                "WHERE id = %s",
+                (rows_written, len(rejects), position, first, last, self.id),
+            )
+        self.conn.commit()
+
+
+def _claim_batch(
+    conn: psycopg.Connection,
+    *,
+    path: str,
+    source: str,
+    layout: str,
+    checksum: str,
+    size: int,
+    force: bool,
+) -> tuple[str, int | None, int, str]:
+    """Finds or creates the batch of this content: (action, batch id, resume position, note).
+
+    action is 'new', 'resume', 'skip' or 'busy'. Runs under a transaction-level
+    advisory lock on the checksum so that two ingests of the same content at
+    once agree; the batch itself is then held with a session advisory lock for
+    as long as this connection ingests it.
+    """
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (checksum,))
+        rows = conn.execute(
+            "SELECT id, status, committed_position FROM ingest_batch "
+            "WHERE source = %s AND checksum = %s AND status IN ('loading', 'loaded', 'broken') "
+            "ORDER BY id DESC",
+            (source, checksum),
+        ).fetchall()
+        for batch_id, status, committed in rows:
+            if status == "loading":
+                locked = conn.execute(
+                    "SELECT pg_try_advisory_lock(%s, %s)", (_ADVISORY_NAMESPACE, batch_id)
+                ).fetchone()[0]
+                if not locked:
+                    return "busy", batch_id, 0, "being ingested by another process"
+                return "resume", batch_id, committed, ""
+            if not force:
+                return "skip", batch_id, 0, f"same content as batch {batch_id} ({status})"
+        batch_id = conn.execute(
+            "INSERT INTO ingest_batch (source, file_name, file_layout, checksum, file_bytes, "
+            "forced) VALUES (%s, %s, %s, %s, %s, %s) RETURNING id",
+            (source, os.path.abspath(path), layout, checksum, size, bool(rows) and force),
+        ).fetchone()[0]
+        conn.execute("SELECT pg_advisory_lock(%s, %s)", (_ADVISORY_NAMESPACE, batch_id))
+        conn.execute("SELECT raw_partition_attach(%s, %s)", (source, batch_id))
+        return "new", batch_id, 0, ""
+
+
+def _record_skip(conn: psycopg.Connection, path, source, layout, checksum, size, note) -> int:
+    with conn.transaction():
+        return conn.execute(
+            "INSERT INTO ingest_batch (source, file_name, file_layout, checksum, file_bytes, "
+            "status, finished_at, error) VALUES (%s, %s, %s, %s, %s, 'skipped', now(), %s) "
+            "RETURNING id",
+            (source, os.path.abspath(path), layout, checksum, size, note),
+        ).fetchone()[0]
+
+
+@contextmanager
+def _without_cyclic_gc():
+    """Parsing creates millions of short-lived objects and no reference cycles; the cyclic
+    collector would scan them again and again (about a quarter of the parse time)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def ingest_file(
+    path: str,
+    *,
+    source: str | None = None,
+    file_format: str = "auto",
+    force: bool = False,
+    batch_size: int | None = None,
+    progress: Progress | None = None,
+    on_committed: Callable[[int], None] | None = None,
+) -> FileResult:
+    """Ingests one file into its raw partition. Never raises for bad input: see the result."""
+    with _without_cyclic_gc():
+        return _ingest_file(
+            path,
+            source=source,
+            file_format=file_format,
+            force=force,
+            batch_size=batch_size,
+            progress=progress,
+            on_committed=on_committed,
+        )
+
+
+def _ingest_file(
+    path: str,
+    *,
+    source: str | None,
+    file_format: str,
+    force: bool,
+    batch_size: int | None,
+    progress: Progress | None,
+    on_committed: Callable[[int], None] | None,
+) -> FileResult:
+    started = time.perf_counter()
+    result = FileResult(path=path)
+    batch_size = batch_size or settings.METRIFLOW_INGEST_BATCH_SIZE
+    progress = progress or Progress()
+    if source not in (None, "ga", "psi"):
+        raise IngestError(f"unknown source {source!r}: expected ga or psi")
+    if file_format not in ("auto", "seed"):
+        raise IngestError(f"unknown format {file_format!r}: expected auto or seed")
+    if not os.path.isfile(path):
+        raise IngestError(f"{path}: no such file")
+
+    checksum = file_checksum(path)
+    size = os.path.getsize(path)
+    stream = open_stream(path)
+    try:
+        layout = detect_layout(stream)
+        chunks = read_chunks(stream, layout)
+        try:
+            first_chunk = next(chunks, None)
+            pending_break = None
+        except FileBreak as exc:
+            first_chunk, pending_break = None, exc
+        first_record = first_chunk.records[0] if first_chunk else None
+        seed = file_format == "seed" or (file_format == "auto" and looks_like_seed(first_record))
+        source = source or detect_source(path, first_record)
+        if source is None:
+            raise IngestError(
+                f"{path}: cannot tell the source from the file name or the first record; "
+                "pass --source ga or --source psi"
+            )
+        result.source = source
+        batch_layout = "seed" if seed else ("ndjson" if layout == "ndjson" else "array")
+
+        with (
+            psycopg.connect(conninfo()) as conn,
+            psycopg.connect(conninfo(), autocommit=True) as pages_conn,
+        ):
+            action, batch_id, resume_at, note = _claim_batch(
+                conn,
+                path=path,
+                source=source,
+                layout=batch_layout,
+                checksum=checksum,
+                size=size,
+                force=force,
+            )
+            result.batch_id = batch_id
+            if action in ("skip", "busy"):
+                if action == "skip":
+                    _record_skip(conn, path, source, batch_layout, checksum, size, note)
+                result.status = "skipped" if action == "skip" else "busy"
+                result.message = f"skipped: {note}" + (
+                    " (use --force to ingest it again)" if action == "skip" else ""
+                )
+                result.seconds = time.perf_counter() - started
+                return result
+            if action == "resume":
+                result.resumed_from = resume_at
+                counts = conn.execute(
+                    "SELECT records_accepted, records_rejected FROM ingest_batch WHERE id = %s",
+                    (batch_id,),
+                ).fetchone()
+                conn.commit()
+                result.accepted, result.rejected = counts
+
+            batch = _Batch(conn, batch_id, source)
+            end = _run_pipeline(
+                batch,
+                first_chunk,
+                chunks,
+                pending_break,
+                seed=seed,
+                pages=PageResolver(pages_conn),
+                resume_at=resume_at,
+                batch_size=batch_size,
+                progress=progress,
+                result=result,
+            )
+            status, error = "loaded", None
+            if end.broken:
+                status = "broken"
+                error = f"invalid JSON at record {end.broken.position}: {end.broken.reason}"
+            elif end.unreadable:
+                error = (
+                    f"{end.unreadable} line(s) not valid JSON, the first at record "
+                    f"{end.first_unreadable}; they are rejected, the other lines loaded"
+                )
+            with conn.transaction():
+                conn.execute(
+                    "UPDATE ingest_batch SET status = %s, error = %s, finished_at = now() "
+                    "WHERE id = %s",
+                    (status, error, batch_id),
+                )
+                # The hand-off to the pipeline, committed with the batch's end.
+                conn.execute(
+                    "INSERT INTO pipeline_ledger (stage, batch_id) VALUES ('staged', %s) "
+                    "ON CONFLICT DO NOTHING",
+                    (batch_id,),
+                )
+            conn.execute("SELECT pg_advisory_unlock(%s, %s)", (_ADVISORY_NAMESPACE, batch_id))
+            result.status = "loaded" if error is None else "broken"
+            result.message = error or ""
+    finally:
+        stream.close()
+    result.seconds = time.perf_counter() - started
+    if on_committed:
+        on_committed(result.batch_id)
+    return result
+
+
+def _run_pipeline(
+    batch: _Batch,
+    first_chunk: Chunk | None,
+    chunks,
+    pending_break: FileBreak | None,
+    *,
+    seed: bool,
+    pages: PageResolver,
+    resume_at: int,
+    batch_size: int,
+    progress: Progress,
+    result: FileResult,
+) -> _End:
+    """Reader thread -> bounded queue -> COPY writer (this thread)."""
+    handoff: queue.Queue = queue.Queue(maxsize=_QUEUE_CHUNKS)
+    stop = threading.Event()
+    hours = HourCache()
+
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                handoff.put(item, timeout=0.5)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def read() -> None:
+        end = _End()
+        try:
+            try:
+                for chunk in _chain(first_chunk, chunks, pending_break):
+                    rows, rejects = _rows_of(
+                        chunk, batch.source, seed, batch.id, pages, hours, resume_at
+                    )
+                    for position, reason, _raw in rejects:
+                        if reason.startswith("invalid JSON"):
+                            end.unreadable += 1
+                            end.first_unreadable = end.first_unreadable or position
+                    last = chunk.first_position + len(chunk.records) - 1
+                    if last > resume_at and not put(_Work(rows, rejects, last)):
+                        return
+            except FileBreak as exc:
+                end.broken = exc
+                if exc.position > resume_at:
+                    raw = exc.raw.decode("utf-8", errors="replace")
+                    reject = (exc.position, f"invalid JSON: {exc.reason}", raw)
+                    if not put(_Work([], [reject], exc.position)):
+                        return
+            put(end)
+        except BaseException as exc:
+            put(_Failure(exc))
+
+    reader = threading.Thread(target=read, name=f"ingest-reader-{batch.id}", daemon=True)
+    reader.start()
+    conn = batch.conn
+    time_of = itemgetter(batch.time_column)
+    try:
+        while True:
+            rows_in_tx = 0
+            rejects_in_tx: list = []
+            first = last = None
+            position = 0
+            with conn.cursor() as cur, cur.copy(batch.copy_sql) as copy:
+                copy.set_types(batch.types)
+                write_row = copy.write_row
+                while rows_in_tx < batch_size:
+                    item = handoff.get()
+                    if not isinstance(item, _Work):
+                        break
+                    rows = item.rows
+                    for row in rows:
+                        write_row(row)
+                    if rows:
+                        low, high = min(map(time_of, rows)), max(map(time_of, rows))
+                        first = low if first is None or low < first else first
+                        last = high if last is None or high > last else last
+                    rows_in_tx += len(rows)
+                    rejects_in_tx.extend(item.rejects)
+                    position = item.last_position
+                    progress.add(len(rows), len(item.rejects))
+            if position:
+                batch.commit(rows_in_tx, rejects_in_tx, position, first, last)
+                result.accepted += rows_in_tx
+                result.rejected += len(rejects_in_tx)
+            else:
+                conn.rollback()
+            if isinstance(item, _Failure):
+                raise item.error
+            if isinstance(item, _End):
+                return item
+    finally:
+        stop.set()
+        reader.join(timeout=10)
+
+
+def _chain(first: Chunk | None, rest, pending_break: FileBreak | None):
+    if first is not None:
+        yield first
+    if pending_break is not None:
+        raise pending_break
+    yield from rest

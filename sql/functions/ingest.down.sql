@@ -1,0 +1,1 @@
+DROP FUNCTION IF EXISTS page_ensure(text, text, text);
