@@ -16,7 +16,7 @@ from dataclasses import asdict
 
 from django.conf import settings
 
-from .service import FileResult, IngestError, Progress, ingest_file
+from .service import FileResult, IngestError, Progress, conninfo, ingest_file
 
 _counters = None  # shared RawArray in worker processes: [records, rejected] per file
 
@@ -52,6 +52,9 @@ def ingest_files(
     parallel = max(1, min(parallel or settings.METRIFLOW_INGEST_PARALLEL, len(paths)))
     if show_progress is None:
         show_progress = sys.stderr.isatty()
+    # Worker processes set Django up afresh: they are told the database explicitly,
+    # which may differ from what the settings module alone says (e.g. under tests).
+    options = {**options, "dsn": options.get("dsn") or conninfo()}
     counters = mp.get_context("spawn").RawArray("q", 2 * len(paths))
     bar = _ProgressBar(counters, enabled=show_progress)
     bar.start()

@@ -405,8 +405,12 @@ def ingest_file(
     batch_size: int | None = None,
     progress: Progress | None = None,
     on_committed: Callable[[int], None] | None = None,
+    dsn: str | None = None,
 ) -> FileResult:
-    """Ingests one file into its raw partition. Never raises for bad input: see the result."""
+    """Ingests one file into its raw partition. Never raises for bad input: see the result.
+
+    ``dsn`` is the database to write to (default: the settings' default database).
+    """
     with _without_cyclic_gc():
         return _ingest_file(
             path,
@@ -416,6 +420,7 @@ def ingest_file(
             batch_size=batch_size,
             progress=progress,
             on_committed=on_committed,
+            dsn=dsn or conninfo(),
         )
 
 
@@ -428,6 +433,7 @@ def _ingest_file(
     batch_size: int | None,
     progress: Progress | None,
     on_committed: Callable[[int], None] | None,
+    dsn: str,
 ) -> FileResult:
     started = time.perf_counter()
     result = FileResult(path=path)
@@ -463,8 +469,8 @@ def _ingest_file(
         batch_layout = "seed" if seed else ("ndjson" if layout == "ndjson" else "array")
 
         with (
-            psycopg.connect(conninfo()) as conn,
-            psycopg.connect(conninfo(), autocommit=True) as pages_conn,
+            psycopg.connect(dsn) as conn,
+            psycopg.connect(dsn, autocommit=True) as pages_conn,
         ):
             action, batch_id, resume_at, note = _claim_batch(
                 conn,
