@@ -8,10 +8,10 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv services migrate demo test lint format bench-loadgen clean api worker beat flower
+.PHONY: help venv services migrate demo test lint format bench-loadgen bench-ingest clean api worker beat flower
 
 help:
-	@echo "make demo | test | lint | format | bench-loadgen | services | migrate | clean"
+	@echo "make demo | test | lint | format | bench-loadgen | bench-ingest | services | migrate | clean"
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -44,6 +44,10 @@ format: venv
 # 13M GA + 13M PSI records written in parallel; RECORDS=... per source to scale.
 bench-loadgen: venv
 	$(PY) -m loadgen.bench $(if $(RECORDS),--records $(RECORDS))
+
+# Ingestion: GA, PSI and both in parallel vs the server's own COPY; RECORDS=... per source.
+bench-ingest: venv services
+	$(PY) -m pipeline.ingest.bench $(if $(RECORDS),--records $(RECORDS)) $(if $(REPEAT),--repeat $(REPEAT))
 
 clean:
 	rm -rf $(VENV) data var .pytest_cache .ruff_cache

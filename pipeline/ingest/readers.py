@@ -24,12 +24,14 @@ from __future__ import annotations
 
 import gzip
 import io
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
 import ijson
 import orjson
+
+from .schemas import BlockSyntaxError, Loose, Unreadable, generic_decoder
 
 BLOCK_SIZE = 4 << 20
 MAX_LINE = 64 << 20  # a "line" longer than this is left to ijson
@@ -46,13 +48,6 @@ class FileBreak(Exception):
         self.position = position
         self.reason = reason
         self.raw = raw
-
-
-@dataclass(frozen=True, slots=True)
-class Unreadable:
-    """An NDJSON line that is not valid JSON (rejected as a record)."""
-
-    reason: str
 
 
 @dataclass
@@ -75,7 +70,9 @@ class Chunk:
             lines = [line for line in lines if line not in (b"", b"[", b"]")]
             self._lines = lines if len(lines) == len(self.records) else []
         record = self.records[index]
-        if self._lines:
+        if type(record) is Loose:
+            raw = record.raw[:RAW_TEXT_LIMIT]
+        elif self._lines:
             raw = self._lines[index]
             if raw.endswith(b","):
                 raw = raw[:-1]
@@ -127,12 +124,23 @@ def detect_layout(stream: BinaryIO) -> str:
             return "ndjson"
 
 
-def read_chunks(stream: BinaryIO, layout: str, block_size: int = BLOCK_SIZE) -> Iterator[Chunk]:
-    """Every record of the stream, in chunks; raises FileBreak after the last good one."""
+def read_chunks(
+    stream: BinaryIO,
+    layout: str,
+    block_size: int = BLOCK_SIZE,
+    decode: Callable[[bytes], list] | None = None,
+) -> Iterator[Chunk]:
+    """Every record of the stream, in chunks; raises FileBreak after the last good one.
+
+    ``decode`` turns ``b"[" + records + b"]"`` into a list with one item per
+    record, raising BlockSyntaxError for invalid JSON (default: dicts via orjson;
+    ``schemas.typed_decoder`` for typed records).
+    """
+    decode = decode or generic_decoder()
     if layout == "array":
-        return _array_chunks(stream, block_size)
+        return _array_chunks(stream, block_size, decode)
     if layout == "ndjson":
-        return _ndjson_chunks(stream, block_size)
+        return _ndjson_chunks(stream, block_size, decode)
     if layout == "empty":
         return iter(())
     raise ValueError(f"unknown layout {layout!r}")
@@ -159,7 +167,9 @@ class _Prefixed(io.RawIOBase):
         return len(data)
 
 
-def _array_chunks(stream: BinaryIO, block_size: int) -> Iterator[Chunk]:
+def _array_chunks(
+    stream: BinaryIO, block_size: int, decode: Callable[[bytes], list]
+) -> Iterator[Chunk]:
     position = 1  # of the next record
     opened = False  # the '[' has been read
     seen = False  # at least one record has been read
@@ -204,8 +214,8 @@ def _array_chunks(stream: BinaryIO, block_size: int) -> Iterator[Chunk]:
                 ok = ok and bool(body)
             if ok:
                 try:
-                    records = orjson.loads(b"[" + body + b"]")
-                except orjson.JSONDecodeError:
+                    records = decode(b"[" + body + b"]")
+                except BlockSyntaxError:
                     ok = False
         ok = ok and pending <= 1 and not (eof and pending) and (seen or records or not pending)
         if not ok:
@@ -267,10 +277,11 @@ def _ijson_rest(
         yield Chunk(position, records)
 
 
-def _ndjson_chunks(stream: BinaryIO, block_size: int) -> Iterator[Chunk]:
+def _ndjson_chunks(
+    stream: BinaryIO, block_size: int, decode: Callable[[bytes], list]
+) -> Iterator[Chunk]:
     position = 1
     carry = b""
-    loads = orjson.loads
     while True:
         data = stream.read(block_size)
         buffer = carry + data if carry else data
@@ -279,16 +290,30 @@ def _ndjson_chunks(stream: BinaryIO, block_size: int) -> Iterator[Chunk]:
             block, carry = buffer[:cut], buffer[cut:]
         else:
             block, carry = buffer, b""
+        lines = [line for line in block.split(b"\n") if line.strip(_WS)]
         records: list = []
-        for line in block.split(b"\n"):
-            if not line.strip(_WS):
-                continue
+        if lines:
             try:
-                records.append(loads(line))
-            except orjson.JSONDecodeError as exc:
-                records.append(Unreadable(f"invalid JSON: {exc}"))
-        if records:
+                records = decode(b"[" + b",".join(lines) + b"]")
+            except BlockSyntaxError:
+                records = []
+            if len(records) != len(lines):  # a bad line, or a line with several values
+                records = [_ndjson_line(line, decode) for line in lines]
             yield Chunk(position, records, block)
             position += len(records)
         if not data:
             return
+
+
+def _ndjson_line(line: bytes, decode: Callable[[bytes], list]) -> object:
+    try:
+        values = decode(b"[" + line + b"]")
+    except BlockSyntaxError:
+        try:
+            orjson.loads(line)
+        except orjson.JSONDecodeError as exc:
+            return Unreadable(f"invalid JSON: {exc}")
+        return Unreadable("invalid JSON")
+    if len(values) != 1:
+        return Unreadable("invalid JSON: a line must hold exactly one JSON value")
+    return values[0]

@@ -9,10 +9,9 @@ range checks; the precise reason is worked out only when that chain fails.
 import math
 from datetime import UTC, datetime, timedelta
 
-from .readers import Unreadable
+from .schemas import INT_MAX, Unreadable
 from .timestamps import HourCache, InvalidTimestamp, hour_of, parse_utc
 
-INT_MAX = 2_147_483_647  # counts are 32-bit per page-hour (docs/architecture.md)
 GA_COUNTS = ("users", "sessions", "views", "bounces")
 GA_FIELDS = ("page", "hour", *GA_COUNTS, "engagement_seconds")
 PSI_VITALS = ("lcp_ms", "fcp_ms", "inp_ms", "ttfb_ms", "cls")
