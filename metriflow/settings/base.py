@@ -154,8 +154,8 @@ SPECTACULAR_SETTINGS = {
 # --- Metriflow ---------------------------------------------------------------------
 # Length of the interval stage's windows in hours; must divide a day.
 METRIFLOW_INTERVAL_HOURS = env.int("METRIFLOW_INTERVAL_HOURS", default=4)
-# Records per committed COPY batch during ingestion.
-METRIFLOW_INGEST_BATCH_SIZE = env.int("METRIFLOW_INGEST_BATCH_SIZE", default=250_000)
+# Records per committed COPY batch during ingestion (measured: docs/benchmarks.md).
+METRIFLOW_INGEST_BATCH_SIZE = env.int("METRIFLOW_INGEST_BATCH_SIZE", default=1_000_000)
 # Files ingested at the same time by one `manage.py ingest`.
 METRIFLOW_INGEST_PARALLEL = env.int("METRIFLOW_INGEST_PARALLEL", default=2)
 # Where `make demo` writes its generated data set.

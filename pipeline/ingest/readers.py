@@ -33,7 +33,7 @@ import orjson
 
 from .schemas import BlockSyntaxError, Loose, Unreadable, generic_decoder
 
-BLOCK_SIZE = 4 << 20
+BLOCK_SIZE = 1 << 20  # measured: as fast as 4 MB blocks, half the memory
 MAX_LINE = 64 << 20  # a "line" longer than this is left to ijson
 _WS = b" \t\r\n"  # JSON whitespace (bytes.strip() would also eat \x0b and \x0c)
 _IJSON_CHUNK = 10_000

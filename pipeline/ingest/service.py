@@ -75,7 +75,7 @@ PSI_COLUMNS = (
     "cls",
 )
 PSI_TYPES = ("int8", "int8", "int4", "timestamptz", "text", *(["float8"] * 6))
-_QUEUE_CHUNKS = 4  # chunks (about 4 MB of input each) between reader and writer
+_QUEUE_CHUNKS = 4  # chunks (about 1 MB of input each) between reader and writer
 _ADVISORY_NAMESPACE = 0x4D46  # 'MF': advisory lock class for ingest batches
 
 
