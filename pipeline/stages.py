@@ -1,0 +1,205 @@
+"""Running the aggregation stages, window by window, with the ledger.
+
+Each stage's work is a stored procedure (``sql/functions/stages.sql``); this
+module decides *which* windows to run, takes the window's advisory lock so
+that no two workers work it at once, and records the run in the ledger
+(``pipeline_ledger``: pending / running / done / failed, attempts, timings, row
+counts). It is called by the Celery tasks, by ``manage.py pipeline`` and by
+the admin; none of them hold logic of their own.
+
+Windows: the staged stage works on one ingest batch; page, interval and daily
+on one calendar month of dirty (page, day) keys; monthly and yearly on one
+calendar year.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import psycopg
+from django.conf import settings
+
+from .ingest.service import conninfo
+
+logger = logging.getLogger(__name__)
+
+TIME_STAGES = ("page", "interval", "daily", "monthly", "yearly")
+STAGES = ("staged", *TIME_STAGES)
+NEXT_STAGE = dict(zip(STAGES, (*STAGES[1:], None), strict=True))
+WINDOW_UNIT = {"page": "month", "interval": "month", "daily": "month",
+               "monthly": "year", "yearly": "year"}  # fmt: skip
+_LOCK_NAMESPACE = 0x4D47  # advisory lock class of stage windows
+
+
+@dataclass
+class StageRun:
+    stage: str
+    window: str
+    status: str  # done | busy | failed
+    rows_in: int = 0
+    rows_out: int = 0
+    seconds: float = 0.0
+
+
+def connect() -> psycopg.Connection:
+    return psycopg.connect(conninfo(), autocommit=False)
+
+
+def _window_end(start: datetime, unit: str) -> datetime:
+    if unit == "year":
+        return start.replace(year=start.year + 1)
+    if start.month == 12:
+        return start.replace(year=start.year + 1, month=1)
+    return start.replace(month=start.month + 1)
+
+
+def _lock_key(stage: str, key: int) -> tuple[int, int]:
+    return (_LOCK_NAMESPACE + STAGES.index(stage), key % 2**31)
+
+
+def _ledger_start(conn, stage: str, batch_id: int | None, start, end) -> int:
+    return conn.execute(
+        "INSERT INTO pipeline_ledger (stage, batch_id, window_start, window_end, status, "
+        "attempts, started_at, updated_at, worker, error) "
+        "VALUES (%s, %s, %s, %s, 'running', 1, now(), now(), %s, NULL) "
+        "ON CONFLICT (stage, batch_id, window_start) DO UPDATE SET status = 'running', "
+        "attempts = pipeline_ledger.attempts + 1, started_at = now(), updated_at = now(), "
+        "worker = EXCLUDED.worker, error = NULL, window_end = EXCLUDED.window_end "
+        "RETURNING id",
+        (stage, batch_id, start, end, socket.gethostname()),
+    ).fetchone()[0]
+
+
+def _ledger_finish(conn, ledger_id: int, rows_in: int, rows_out: int, millis: int) -> None:
+    conn.execute(
+        "UPDATE pipeline_ledger SET status = 'done', finished_at = now(), updated_at = now(), "
+        "duration_ms = %s, rows_in = %s, rows_out = %s WHERE id = %s",
+        (millis, rows_in, rows_out, ledger_id),
+    )
+
+
+def _ledger_fail(stage: str, batch_id: int | None, start, end, error: BaseException) -> None:
+    """Records a failed run (its transaction, ledger row included, was rolled back)."""
+    with connect() as conn:
+        conn.execute(
+            "INSERT INTO pipeline_ledger (stage, batch_id, window_start, window_end, status, "
+            "attempts, updated_at, finished_at, error) "
+            "VALUES (%s, %s, %s, %s, 'failed', 1, now(), now(), %s) "
+            "ON CONFLICT (stage, batch_id, window_start) DO UPDATE SET status = 'failed', "
+            "attempts = pipeline_ledger.attempts + 1, updated_at = now(), finished_at = now(), "
+            "error = EXCLUDED.error",
+            (stage, batch_id, start, end, f"{type(error).__name__}: {error}"[:2000]),
+        )
+        conn.commit()
+
+
+def run_staged(batch_id: int) -> StageRun:
+    """Stages one ingest batch (raw -> staged) and marks its page-days dirty."""
+    window = f"batch {batch_id}"
+    started = time.perf_counter()
+    try:
+        with connect() as conn:
+            locked = conn.execute(
+                "SELECT pg_try_advisory_xact_lock(%s, %s)", _lock_key("staged", batch_id)
+            ).fetchone()[0]
+            if not locked:
+                return StageRun("staged", window, "busy")
+            ledger_id = _ledger_start(conn, "staged", batch_id, None, None)
+            rows_in, rows_out = conn.execute(
+                "SELECT rows_in, rows_out FROM stage_staged(%s)", (batch_id,)
+            ).fetchone()
+            millis = int((time.perf_counter() - started) * 1000)
+            _ledger_finish(conn, ledger_id, rows_in, rows_out, millis)
+            conn.commit()
+    except Exception as exc:
+        _ledger_fail("staged", batch_id, None, None, exc)
+        raise
+    return StageRun("staged", window, "done", rows_in, rows_out, time.perf_counter() - started)
+
+
+def run_window(stage: str, start: datetime) -> StageRun:
+    """Recomputes the dirty keys of one stage inside one window starting at ``start``."""
+    if stage not in TIME_STAGES:
+        raise ValueError(f"not a time-window stage: {stage}")
+    end = _window_end(start, WINDOW_UNIT[stage])
+    window = f"{start:%Y-%m-%d}..{end:%Y-%m-%d}"
+    started = time.perf_counter()
+    try:
+        with connect() as conn:
+            locked = conn.execute(
+                "SELECT pg_try_advisory_xact_lock(%s, %s)",
+                _lock_key(stage, int(start.timestamp() // 3600)),
+            ).fetchone()[0]
+            if not locked:
+                return StageRun(stage, window, "busy")
+            ledger_id = _ledger_start(conn, stage, None, start, end)
+            if stage == "interval":
+                row = conn.execute(
+                    "SELECT rows_in, rows_out FROM stage_interval(%s, %s, %s)",
+                    (start, end, settings.METRIFLOW_INTERVAL_HOURS),
+                ).fetchone()
+            else:
+                row = conn.execute(
+                    f"SELECT rows_in, rows_out FROM stage_{stage}(%s, %s)", (start, end)
+                ).fetchone()
+            rows_in, rows_out = row
+            millis = int((time.perf_counter() - started) * 1000)
+            _ledger_finish(conn, ledger_id, rows_in, rows_out, millis)
+            conn.commit()
+    except Exception as exc:
+        _ledger_fail(stage, None, start, end, exc)
+        raise
+    return StageRun(stage, window, "done", rows_in, rows_out, time.perf_counter() - started)
+
+
+def pending_batches() -> list[int]:
+    """Ingest batches handed off to the staged stage and not staged since."""
+    with connect() as conn:
+        rows = conn.execute(
+            "SELECT l.batch_id FROM pipeline_ledger l JOIN ingest_batch b ON b.id = l.batch_id "
+            "WHERE l.stage = 'staged' AND l.status <> 'done' "
+            "AND b.status IN ('loaded', 'broken') ORDER BY l.batch_id"
+        ).fetchall()
+    return [batch_id for (batch_id,) in rows]
+
+
+def dirty_windows(stage: str) -> list[datetime]:
+    """Starts of the windows of ``stage`` that hold dirty keys."""
+    with connect() as conn:
+        rows = conn.execute(
+            "SELECT DISTINCT date_trunc(%s, period_start, 'UTC') AS w FROM pipeline_dirty "
+            "WHERE stage = %s ORDER BY w",
+            (WINDOW_UNIT[stage], stage),
+        ).fetchall()
+    return [start.astimezone(UTC) for (start,) in rows]
+
+
+def drain(stages: tuple[str, ...] = STAGES) -> list[StageRun]:
+    """Runs every pending batch and dirty window, stage after stage, until none is left."""
+    runs: list[StageRun] = []
+    if "staged" in stages:
+        runs.extend(run_staged(batch_id) for batch_id in pending_batches())
+    for stage in TIME_STAGES:
+        if stage in stages:
+            runs.extend(run_window(stage, start) for start in dirty_windows(stage))
+    return runs
+
+
+def mark_range_dirty(start: datetime, end: datetime) -> int:
+    """Marks every staged (page, day) in [start, end) dirty for the page stage (a rebuild)."""
+    with connect() as conn:
+        count = conn.execute(
+            "INSERT INTO pipeline_dirty (stage, period_start, page_id) "
+            "SELECT DISTINCT 'page', utc_trunc('day', hour), page_id FROM ("
+            "  SELECT page_id, hour FROM staged_ga WHERE hour >= %(s)s AND hour < %(e)s "
+            "  UNION ALL "
+            "  SELECT page_id, hour FROM staged_psi WHERE hour >= %(s)s AND hour < %(e)s"
+            ") AS touched ON CONFLICT DO NOTHING",
+            {"s": start, "e": end},
+        ).rowcount
+        conn.commit()
+    return count

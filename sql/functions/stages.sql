@@ -1,0 +1,389 @@
+-- The aggregation stages: staged -> page -> interval -> daily -> monthly -> yearly.
+-- CREATE OR REPLACE: when this file changes, a new migration re-applies it.
+--
+-- Every stage is set-based and idempotent, and recomputes only what is dirty:
+-- it takes (DELETE ... RETURNING) its own dirty keys inside the window it is
+-- given, recomputes the rows of those keys from the stage before it, upserts
+-- them, and marks the next stage's keys dirty, all in one transaction. A
+-- failure rolls the keys back; running a stage twice equals running it once.
+-- Dirty keys are (page, day) for the page, interval and daily stages,
+-- (page, month) for monthly and (page, year) for yearly.
+--
+-- Web-vital histograms (docs/metrics.md): sparse log buckets, element
+-- bucket << 32 | count. Bucket 0 holds values <= 0; bucket k >= 1 holds
+-- [1e-4 * 1.04^(k-1), 1e-4 * 1.04^k), whose representative is within 1.96% of
+-- any value in it. Interval and daily histograms may repeat a bucket (counts
+-- add); monthly and yearly ones are merged to one element per bucket.
+
+-- ------------------------------------------------------------ reference data
+CREATE TABLE IF NOT EXISTS vital (
+    name text PRIMARY KEY,
+    good_max double precision NOT NULL,   -- good: value <= good_max
+    poor_min double precision NOT NULL,   -- poor: value > poor_min
+    position smallint NOT NULL UNIQUE
+);
+INSERT INTO vital (name, good_max, poor_min, position) VALUES
+    ('lcp_ms', 2500, 4000, 1),
+    ('fcp_ms', 1800, 3000, 2),
+    ('inp_ms', 200, 500, 3),
+    ('ttfb_ms', 800, 1800, 4),
+    ('cls', 0.1, 0.25, 5)
+ON CONFLICT (name) DO UPDATE SET good_max = EXCLUDED.good_max, poor_min = EXCLUDED.poor_min;
+
+-- ------------------------------------------------------------ histograms
+CREATE OR REPLACE FUNCTION hist_bucket(v double precision) RETURNS integer
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT CASE WHEN v <= 0 THEN 0
+                ELSE greatest(1, floor(ln(v / 1e-4) / ln(1.04))::integer + 1) END
+$$;
+
+CREATE OR REPLACE FUNCTION hist_value(bucket integer) RETURNS double precision
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    -- 2lu/(l+u) of the bucket's bounds: the same relative error at both ends.
+    SELECT CASE WHEN bucket <= 0 THEN 0
+                ELSE 2 * 1e-4 * power(1.04, bucket) / (1 + 1.04) END
+$$;
+
+CREATE OR REPLACE FUNCTION hist_merge(h bigint[]) RETURNS bigint[]
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT array_agg((b << 32) | c ORDER BY b)
+    FROM (SELECT e >> 32 AS b, sum(e & 4294967295)::bigint AS c
+          FROM unnest(h) AS e GROUP BY 1) AS merged
+$$;
+
+CREATE OR REPLACE AGGREGATE hist_cat_agg(bigint[]) (
+    SFUNC = array_cat, STYPE = bigint[]
+);
+
+CREATE OR REPLACE AGGREGATE hist_merge_agg(bigint[]) (
+    SFUNC = array_cat, STYPE = bigint[], FINALFUNC = hist_merge
+);
+
+-- Nearest-rank percentile (p in (0, 1]) of a histogram, NULL when empty.
+CREATE OR REPLACE FUNCTION hist_percentile(h bigint[], p double precision)
+RETURNS double precision
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    WITH buckets AS (
+        SELECT e >> 32 AS b, sum(e & 4294967295) AS c FROM unnest(h) AS e GROUP BY 1
+    ), running AS (
+        SELECT b, sum(c) OVER (ORDER BY b) AS upto, sum(c) OVER () AS total FROM buckets
+    )
+    SELECT hist_value(b::integer) FROM running
+    WHERE upto >= ceil(p * total) ORDER BY b LIMIT 1
+$$;
+
+-- ------------------------------------------------------------ helpers
+CREATE OR REPLACE FUNCTION utc_trunc(unit text, ts timestamptz) RETURNS timestamptz
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT date_trunc(unit, ts, 'UTC') $$;
+
+CREATE OR REPLACE FUNCTION interval_start(ts timestamptz, hours integer) RETURNS timestamptz
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT date_trunc('day', ts, 'UTC')
+         + make_interval(hours => (extract(hour FROM ts AT TIME ZONE 'UTC')::integer / hours) * hours)
+$$;
+
+-- ------------------------------------------------------------ staged
+-- One ingest batch: the last record of each natural key in the batch
+-- (highest position), upserted where it is newer than what staged holds
+-- (batch, then position), so batches may be staged in any order. Marks the
+-- (page, day) of every key it changed dirty for the page stage.
+CREATE OR REPLACE FUNCTION stage_staged(p_batch bigint, OUT rows_in bigint, OUT rows_out bigint)
+LANGUAGE plpgsql AS $fn$
+DECLARE
+    v_source text;
+BEGIN
+    SELECT source INTO STRICT v_source FROM ingest_batch WHERE id = p_batch;
+    IF v_source = 'ga' THEN
+        WITH src AS (
+            SELECT DISTINCT ON (page_id, hour) *
+            FROM raw_ga WHERE batch_id = p_batch
+            ORDER BY page_id, hour, position DESC
+        ), up AS (
+            INSERT INTO staged_ga AS s (hour, page_id, users, sessions, views, bounces,
+                                        engagement_seconds, batch_id, position)
+            SELECT hour, page_id, users, sessions, views, bounces, engagement_seconds,
+                   batch_id, position
+            FROM src
+            ON CONFLICT (page_id, hour) DO UPDATE SET
+                users = EXCLUDED.users, sessions = EXCLUDED.sessions, views = EXCLUDED.views,
+                bounces = EXCLUDED.bounces, engagement_seconds = EXCLUDED.engagement_seconds,
+                batch_id = EXCLUDED.batch_id, position = EXCLUDED.position
+            WHERE (s.batch_id, s.position) < (EXCLUDED.batch_id, EXCLUDED.position)
+            RETURNING page_id, hour
+        ), mark AS (
+            INSERT INTO pipeline_dirty (stage, period_start, page_id)
+            SELECT DISTINCT 'page', utc_trunc('day', hour), page_id FROM up
+            ON CONFLICT DO NOTHING
+        )
+        SELECT (SELECT count(*) FROM src), (SELECT count(*) FROM up) INTO rows_in, rows_out;
+    ELSE
+        WITH src AS (
+            SELECT DISTINCT ON (page_id, utc_trunc('hour', measured_at), strategy)
+                   utc_trunc('hour', measured_at) AS hour, *
+            FROM raw_psi WHERE batch_id = p_batch
+            ORDER BY page_id, utc_trunc('hour', measured_at), strategy, position DESC
+        ), up AS (
+            INSERT INTO staged_psi AS s (hour, page_id, strategy, measured_at,
+                                         performance_score, lcp_ms, fcp_ms, inp_ms, ttfb_ms,
+                                         cls, batch_id, position)
+            SELECT hour, page_id, strategy, measured_at, performance_score, lcp_ms, fcp_ms,
+                   inp_ms, ttfb_ms, cls, batch_id, position
+            FROM src
+            ON CONFLICT (page_id, hour, strategy) DO UPDATE SET
+                measured_at = EXCLUDED.measured_at,
+                performance_score = EXCLUDED.performance_score,
+                lcp_ms = EXCLUDED.lcp_ms, fcp_ms = EXCLUDED.fcp_ms, inp_ms = EXCLUDED.inp_ms,
+                ttfb_ms = EXCLUDED.ttfb_ms, cls = EXCLUDED.cls,
+                batch_id = EXCLUDED.batch_id, position = EXCLUDED.position
+            WHERE (s.batch_id, s.position) < (EXCLUDED.batch_id, EXCLUDED.position)
+            RETURNING page_id, hour
+        ), mark AS (
+            INSERT INTO pipeline_dirty (stage, period_start, page_id)
+            SELECT DISTINCT 'page', utc_trunc('day', hour), page_id FROM up
+            ON CONFLICT DO NOTHING
+        )
+        SELECT (SELECT count(*) FROM src), (SELECT count(*) FROM up) INTO rows_in, rows_out;
+    END IF;
+END
+$fn$;
+
+-- ------------------------------------------------------------ page
+-- Dirty (page, day) keys in [p_from, p_to): GA and PSI of those days merged
+-- per (page, hour) as a full outer join, PSI pivoted by strategy.
+CREATE OR REPLACE FUNCTION stage_page(
+    p_from timestamptz, p_to timestamptz, OUT rows_in bigint, OUT rows_out bigint
+)
+LANGUAGE plpgsql AS $fn$
+BEGIN
+    -- The keys go through a temporary table: the planner then sizes them and
+    -- hash-joins, where a DELETE ... RETURNING CTE would be guessed at one row.
+    CREATE TEMP TABLE IF NOT EXISTS _stage_keys (page_id integer, day timestamptz)
+        ON COMMIT DROP;
+    TRUNCATE _stage_keys;
+    WITH keys AS (
+        DELETE FROM pipeline_dirty
+        WHERE stage = 'page' AND period_start >= p_from AND period_start < p_to
+        RETURNING page_id, period_start AS day
+    )
+    INSERT INTO _stage_keys SELECT page_id, day FROM keys;
+    GET DIAGNOSTICS rows_in = ROW_COUNT;
+    ANALYZE _stage_keys;
+
+    WITH ga AS (
+        SELECT g.* FROM staged_ga g
+        JOIN _stage_keys k ON k.page_id = g.page_id
+             AND g.hour >= k.day AND g.hour < k.day + interval '1 day'
+    ), psi AS (
+        SELECT p.page_id, p.hour,
+               max(p.performance_score) FILTER (WHERE p.strategy = 'mobile') AS m_score,
+               max(p.lcp_ms) FILTER (WHERE p.strategy = 'mobile') AS m_lcp,
+               max(p.fcp_ms) FILTER (WHERE p.strategy = 'mobile') AS m_fcp,
+               max(p.inp_ms) FILTER (WHERE p.strategy = 'mobile') AS m_inp,
+               max(p.ttfb_ms) FILTER (WHERE p.strategy = 'mobile') AS m_ttfb,
+               max(p.cls) FILTER (WHERE p.strategy = 'mobile') AS m_cls,
+               max(p.performance_score) FILTER (WHERE p.strategy = 'desktop') AS d_score,
+               max(p.lcp_ms) FILTER (WHERE p.strategy = 'desktop') AS d_lcp,
+               max(p.fcp_ms) FILTER (WHERE p.strategy = 'desktop') AS d_fcp,
+               max(p.inp_ms) FILTER (WHERE p.strategy = 'desktop') AS d_inp,
+               max(p.ttfb_ms) FILTER (WHERE p.strategy = 'desktop') AS d_ttfb,
+               max(p.cls) FILTER (WHERE p.strategy = 'desktop') AS d_cls
+        FROM staged_psi p
+        JOIN _stage_keys k ON k.page_id = p.page_id
+             AND p.hour >= k.day AND p.hour < k.day + interval '1 day'
+        GROUP BY p.page_id, p.hour
+    ), merged AS (
+        SELECT coalesce(ga.hour, psi.hour) AS hour, coalesce(ga.page_id, psi.page_id) AS page_id,
+               ga.users, ga.sessions, ga.views, ga.bounces, ga.engagement_seconds,
+               psi.m_score, psi.m_lcp, psi.m_fcp, psi.m_inp, psi.m_ttfb, psi.m_cls,
+               psi.d_score, psi.d_lcp, psi.d_fcp, psi.d_inp, psi.d_ttfb, psi.d_cls
+        FROM ga FULL OUTER JOIN psi ON psi.page_id = ga.page_id AND psi.hour = ga.hour
+    ), up AS (
+        INSERT INTO page_hour AS t (
+            hour, page_id, site_id, users, sessions, views, bounces, engagement_seconds,
+            mobile_score, mobile_lcp_ms, mobile_fcp_ms, mobile_inp_ms, mobile_ttfb_ms, mobile_cls,
+            desktop_score, desktop_lcp_ms, desktop_fcp_ms, desktop_inp_ms, desktop_ttfb_ms,
+            desktop_cls)
+        SELECT m.hour, m.page_id, pg.site_id, m.users, m.sessions, m.views, m.bounces,
+               m.engagement_seconds, m.m_score, m.m_lcp, m.m_fcp, m.m_inp, m.m_ttfb, m.m_cls,
+               m.d_score, m.d_lcp, m.d_fcp, m.d_inp, m.d_ttfb, m.d_cls
+        FROM merged m JOIN page pg ON pg.id = m.page_id
+        ON CONFLICT (hour, page_id) DO UPDATE SET
+            users = EXCLUDED.users, sessions = EXCLUDED.sessions, views = EXCLUDED.views,
+            bounces = EXCLUDED.bounces, engagement_seconds = EXCLUDED.engagement_seconds,
+            mobile_score = EXCLUDED.mobile_score, mobile_lcp_ms = EXCLUDED.mobile_lcp_ms,
+            mobile_fcp_ms = EXCLUDED.mobile_fcp_ms, mobile_inp_ms = EXCLUDED.mobile_inp_ms,
+            mobile_ttfb_ms = EXCLUDED.mobile_ttfb_ms, mobile_cls = EXCLUDED.mobile_cls,
+            desktop_score = EXCLUDED.desktop_score, desktop_lcp_ms = EXCLUDED.desktop_lcp_ms,
+            desktop_fcp_ms = EXCLUDED.desktop_fcp_ms, desktop_inp_ms = EXCLUDED.desktop_inp_ms,
+            desktop_ttfb_ms = EXCLUDED.desktop_ttfb_ms, desktop_cls = EXCLUDED.desktop_cls
+        RETURNING 1
+    )
+    SELECT count(*) INTO rows_out FROM up;
+
+    INSERT INTO pipeline_dirty (stage, period_start, page_id)
+    SELECT 'interval', day, page_id FROM _stage_keys
+    ON CONFLICT DO NOTHING;
+END
+$fn$;
+
+-- ------------------------------------------------------------ interval
+-- The SELECT list of one aggregate row from page_hour rows (alias h): sums,
+-- counts, and per strategy and vital n, good, poor and the histogram.
+CREATE OR REPLACE FUNCTION _interval_select_list() RETURNS text
+LANGUAGE sql STABLE AS $$
+    SELECT 'count(h.users) AS traffic_hours, coalesce(sum(h.users), 0) AS users, '
+        || 'coalesce(sum(h.sessions), 0) AS sessions, coalesce(sum(h.views), 0) AS views, '
+        || 'coalesce(sum(h.bounces), 0) AS bounces, '
+        || 'coalesce(sum(h.engagement_seconds), 0) AS engagement_seconds, '
+        || string_agg(per_strategy, ', ' ORDER BY s.ord)
+    FROM (
+        SELECT s.ord,
+               format('count(h.%1$s_score) AS %1$s_samples, '
+                      'coalesce(sum(h.%1$s_score), 0) AS %1$s_score_sum, ', s.name)
+               || string_agg(format(
+                      'count(h.%1$s_%2$s) AS %1$s_%2$s_n, '
+                      'count(*) FILTER (WHERE h.%1$s_%2$s <= %3$s) AS %1$s_%2$s_good, '
+                      'count(*) FILTER (WHERE h.%1$s_%2$s > %4$s) AS %1$s_%2$s_poor, '
+                      'array_agg((hist_bucket(h.%1$s_%2$s)::bigint << 32) | 1) '
+                      'FILTER (WHERE h.%1$s_%2$s IS NOT NULL) AS %1$s_%2$s_hist',
+                      s.name, v.name, v.good_max, v.poor_min), ', ' ORDER BY v.position)
+               AS per_strategy
+        FROM (VALUES (1, 'mobile'), (2, 'desktop')) AS s (ord, name)
+        CROSS JOIN vital v
+        GROUP BY s.ord, s.name
+    ) s
+$$;
+
+-- The column list of the aggregate tables after the key (same for all four).
+CREATE OR REPLACE FUNCTION _aggregate_columns() RETURNS text[]
+LANGUAGE sql STABLE AS $$
+    SELECT array_agg(attname::text ORDER BY attnum)
+    FROM pg_attribute
+    WHERE attrelid = 'agg_interval'::regclass AND attnum > 0 AND NOT attisdropped
+      AND attname NOT IN ('period_start', 'page_id', 'site_id')
+$$;
+
+CREATE OR REPLACE FUNCTION _upsert_sql(p_target text, p_select text) RETURNS text
+LANGUAGE plpgsql STABLE AS $fn$
+DECLARE
+    v_cols text[] := _aggregate_columns();
+BEGIN
+    RETURN format(
+        'INSERT INTO %I AS t (period_start, page_id, site_id, %s) %s '
+        'ON CONFLICT (period_start, page_id) DO UPDATE SET %s RETURNING 1',
+        p_target,
+        (SELECT string_agg(format('%I', c), ', ') FROM unnest(v_cols) c),
+        p_select,
+        (SELECT string_agg(format('%1$I = EXCLUDED.%1$I', c), ', ') FROM unnest(v_cols) c));
+END
+$fn$;
+
+CREATE OR REPLACE FUNCTION stage_interval(
+    p_from timestamptz, p_to timestamptz, p_hours integer,
+    OUT rows_in bigint, OUT rows_out bigint
+)
+LANGUAGE plpgsql AS $fn$
+BEGIN
+    IF p_hours NOT IN (1, 2, 3, 4, 6, 8, 12) THEN
+        RAISE EXCEPTION 'interval length must divide a day: % h', p_hours USING ERRCODE = '22023';
+    END IF;
+    CREATE TEMP TABLE IF NOT EXISTS _stage_keys (page_id integer, day timestamptz)
+        ON COMMIT DROP;
+    TRUNCATE _stage_keys;
+    WITH keys AS (
+        DELETE FROM pipeline_dirty
+        WHERE stage = 'interval' AND period_start >= p_from AND period_start < p_to
+        RETURNING page_id, period_start AS day
+    )
+    INSERT INTO _stage_keys SELECT page_id, day FROM keys;
+    GET DIAGNOSTICS rows_in = ROW_COUNT;
+    ANALYZE _stage_keys;
+
+    EXECUTE _upsert_sql('agg_interval', format(
+        'SELECT interval_start(h.hour, %s), h.page_id, min(h.site_id), %s '
+        'FROM page_hour h JOIN _stage_keys k ON k.page_id = h.page_id '
+        '  AND h.hour >= k.day AND h.hour < k.day + interval ''1 day'' '
+        'GROUP BY 1, 2', p_hours, _interval_select_list()));
+    GET DIAGNOSTICS rows_out = ROW_COUNT;
+
+    INSERT INTO pipeline_dirty (stage, period_start, page_id)
+    SELECT 'daily', day, page_id FROM _stage_keys
+    ON CONFLICT DO NOTHING;
+END
+$fn$;
+
+-- ------------------------------------------------------------ daily, monthly, yearly
+-- One roll-up stage: dirty (page, period) keys of p_stage in [p_from, p_to),
+-- each recomputed from the finer table's rows inside the period; marks the
+-- next stage's (page, coarser period) dirty.
+CREATE OR REPLACE FUNCTION _stage_rollup(
+    p_stage text, p_from timestamptz, p_to timestamptz,
+    OUT rows_in bigint, OUT rows_out bigint
+)
+LANGUAGE plpgsql AS $fn$
+DECLARE
+    v_source text;
+    v_target text;
+    v_unit text;          -- the target's period
+    v_next text;          -- the next stage, or NULL
+    v_next_unit text;
+    v_hist text;          -- how histograms combine at this level
+    v_cols text[] := _aggregate_columns();
+    v_select text;
+BEGIN
+    CASE p_stage
+        WHEN 'daily' THEN
+            v_source := 'agg_interval'; v_target := 'agg_daily'; v_unit := 'day';
+            v_next := 'monthly'; v_next_unit := 'month'; v_hist := 'hist_cat_agg';
+        WHEN 'monthly' THEN
+            v_source := 'agg_daily'; v_target := 'agg_monthly'; v_unit := 'month';
+            v_next := 'yearly'; v_next_unit := 'year'; v_hist := 'hist_merge_agg';
+        WHEN 'yearly' THEN
+            v_source := 'agg_monthly'; v_target := 'agg_yearly'; v_unit := 'year';
+            v_next := NULL; v_hist := 'hist_merge_agg';
+        ELSE
+            RAISE EXCEPTION 'not a roll-up stage: %', p_stage USING ERRCODE = '22023';
+    END CASE;
+
+    CREATE TEMP TABLE IF NOT EXISTS _rollup_keys (page_id integer, period timestamptz)
+        ON COMMIT DROP;
+    TRUNCATE _rollup_keys;
+    WITH keys AS (
+        DELETE FROM pipeline_dirty
+        WHERE stage = p_stage AND period_start >= p_from AND period_start < p_to
+        RETURNING page_id, period_start
+    )
+    INSERT INTO _rollup_keys SELECT page_id, period_start FROM keys;
+    GET DIAGNOSTICS rows_in = ROW_COUNT;
+    ANALYZE _rollup_keys;
+
+    SELECT string_agg(
+               CASE WHEN c LIKE '%\_hist' THEN format('%s(a.%I)', v_hist, c)
+                    ELSE format('sum(a.%I)', c) END, ', ')
+      INTO v_select FROM unnest(v_cols) c;
+    EXECUTE _upsert_sql(v_target, format(
+        'SELECT k.period, a.page_id, min(a.site_id), %s FROM %I a '
+        'JOIN _rollup_keys k ON k.page_id = a.page_id '
+        '  AND a.period_start >= k.period AND a.period_start < k.period + %L::interval '
+        'GROUP BY k.period, a.page_id', v_select, v_source, '1 ' || v_unit));
+    GET DIAGNOSTICS rows_out = ROW_COUNT;
+
+    IF v_next IS NOT NULL THEN
+        INSERT INTO pipeline_dirty (stage, period_start, page_id)
+        SELECT DISTINCT v_next, utc_trunc(v_next_unit, period), page_id FROM _rollup_keys
+        ON CONFLICT DO NOTHING;
+    END IF;
+END
+$fn$;
+
+CREATE OR REPLACE FUNCTION stage_daily(p_from timestamptz, p_to timestamptz,
+                                       OUT rows_in bigint, OUT rows_out bigint)
+LANGUAGE sql AS $$ SELECT * FROM _stage_rollup('daily', p_from, p_to) $$;
+
+CREATE OR REPLACE FUNCTION stage_monthly(p_from timestamptz, p_to timestamptz,
+                                         OUT rows_in bigint, OUT rows_out bigint)
+LANGUAGE sql AS $$ SELECT * FROM _stage_rollup('monthly', p_from, p_to) $$;
+
+CREATE OR REPLACE FUNCTION stage_yearly(p_from timestamptz, p_to timestamptz,
+                                        OUT rows_in bigint, OUT rows_out bigint)
+LANGUAGE sql AS $$ SELECT * FROM _stage_rollup('yearly', p_from, p_to) $$;
