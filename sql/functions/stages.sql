@@ -234,17 +234,17 @@ LANGUAGE sql STABLE AS $$
     SELECT 'count(h.users) AS traffic_hours, coalesce(sum(h.users), 0) AS users, '
         || 'coalesce(sum(h.sessions), 0) AS sessions, coalesce(sum(h.views), 0) AS views, '
         || 'coalesce(sum(h.bounces), 0) AS bounces, '
-        || 'coalesce(sum(h.engagement_seconds), 0) AS engagement_seconds, '
+        || 'coalesce(sum(h.engagement_seconds ORDER BY h.hour), 0) AS engagement_seconds, '
         || string_agg(per_strategy, ', ' ORDER BY s.ord)
     FROM (
         SELECT s.ord,
                format('count(h.%1$s_score) AS %1$s_samples, '
-                      'coalesce(sum(h.%1$s_score), 0) AS %1$s_score_sum, ', s.name)
+                      'coalesce(sum(h.%1$s_score ORDER BY h.hour), 0) AS %1$s_score_sum, ', s.name)
                || string_agg(format(
                       'count(h.%1$s_%2$s) AS %1$s_%2$s_n, '
                       'count(*) FILTER (WHERE h.%1$s_%2$s <= %3$s) AS %1$s_%2$s_good, '
                       'count(*) FILTER (WHERE h.%1$s_%2$s > %4$s) AS %1$s_%2$s_poor, '
-                      'array_agg((hist_bucket(h.%1$s_%2$s)::bigint << 32) | 1) '
+                      'array_agg((hist_bucket(h.%1$s_%2$s)::bigint << 32) | 1 ORDER BY h.hour) '
                       'FILTER (WHERE h.%1$s_%2$s IS NOT NULL) AS %1$s_%2$s_hist',
                       s.name, v.name, v.good_max, v.poor_min), ', ' ORDER BY v.position)
                AS per_strategy
@@ -357,8 +357,12 @@ BEGIN
     GET DIAGNOSTICS rows_in = ROW_COUNT;
     ANALYZE _rollup_keys;
 
+    -- Float sums and concatenated histograms in time order, so that a rerun
+    -- gives the same bits, whatever order the rows are read in.
     SELECT string_agg(
-               CASE WHEN c LIKE '%\_hist' THEN format('%s(a.%I)', v_hist, c)
+               CASE WHEN c LIKE '%\_hist' THEN format('%s(a.%I ORDER BY a.period_start)', v_hist, c)
+                    WHEN c IN ('engagement_seconds', 'mobile_score_sum', 'desktop_score_sum')
+                        THEN format('sum(a.%I ORDER BY a.period_start)', c)
                     ELSE format('sum(a.%I)', c) END, ', ')
       INTO v_select FROM unnest(v_cols) c;
     EXECUTE _upsert_sql(v_target, format(

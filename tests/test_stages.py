@@ -1,0 +1,320 @@
+"""The aggregation stages against an independent computation in Python.
+
+Files are generated with faults (duplicates, corrections, malformed records,
+late records in a separate file), ingested in some order and split, and the
+stages drained. The expected content of every stage table is computed here
+from the files alone (json + the contract's rules, last write wins in ingest
+order) and compared table by table, percentiles included.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections import defaultdict
+from datetime import UTC, datetime
+
+import pytest
+from django.db import connection
+
+from pipeline import stages
+from pipeline.ingest import ingest_files
+
+from .contract import canonical, generate, hour_of, parse_iso, read_records, violations
+
+pytestmark = pytest.mark.usefixtures("pipeline_db")
+
+VITALS = {  # good <=, poor >
+    "lcp_ms": (2500, 4000),
+    "fcp_ms": (1800, 3000),
+    "inp_ms": (200, 500),
+    "ttfb_ms": (800, 1800),
+    "cls": (0.1, 0.25),
+}
+STRATEGIES = ("mobile", "desktop")
+FAULTS = ["--duplicates", "0.03", "--corrections", "0.05", "--malformed", "0.01"]
+
+
+def query(sql: str, params=()) -> list[tuple]:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall() if cursor.description else []
+
+
+def ingest_in_order(paths) -> None:
+    for path in paths:
+        [result] = ingest_files([str(path)], parallel=1, show_progress=False)
+        assert result.status in ("loaded", "skipped"), result.summary()
+
+
+# ----------------------------------------------------------------- expectation
+
+
+def final_records(paths) -> tuple[dict, dict]:
+    """Last write wins over the files in ingest order: GA and PSI by natural key."""
+    ga, psi = {}, {}
+    for path in paths:
+        source = "psi" if path.name.startswith("psi") else "ga"
+        for _text, record in read_records(path):
+            if violations(source, "contract", record):
+                continue
+            if source == "ga":
+                ga[(canonical(record["page"]), hour_of(parse_iso(record["hour"])))] = record
+            else:
+                at = parse_iso(record["measured_at"])
+                psi[(canonical(record["page"]), hour_of(at), record["strategy"])] = record
+    return ga, psi
+
+
+def expected_page_hours(ga: dict, psi: dict) -> dict:
+    rows: dict = defaultdict(dict)
+    for (url, hour), record in ga.items():
+        rows[(url, hour)].update(
+            {k: record[k] for k in ("users", "sessions", "views", "bounces", "engagement_seconds")}
+        )
+    for (url, hour, strategy), record in psi.items():
+        row = rows[(url, hour)]
+        row[f"{strategy}_score"] = record["performance_score"]
+        for vital in VITALS:
+            row[f"{strategy}_{vital}"] = record.get(vital)
+    return rows
+
+
+def period_of(level: str, hour: datetime, interval_hours: int = 4) -> datetime:
+    if level == "interval":
+        return hour.replace(hour=hour.hour - hour.hour % interval_hours)
+    if level == "daily":
+        return hour.replace(hour=0)
+    if level == "monthly":
+        return hour.replace(day=1, hour=0)
+    return hour.replace(month=1, day=1, hour=0)
+
+
+def expected_level(page_hours: dict, level: str) -> dict:
+    """Per (url, period): sums, counts, and the raw vital values for percentiles."""
+    out: dict = {}
+    for (url, hour), row in page_hours.items():
+        agg = out.setdefault((url, period_of(level, hour)), defaultdict(float))
+        agg.setdefault("values", defaultdict(list))
+        if "users" in row:
+            agg["traffic_hours"] += 1
+            for key in ("users", "sessions", "views", "bounces", "engagement_seconds"):
+                agg[key] += row[key]
+        for strategy in STRATEGIES:
+            score = row.get(f"{strategy}_score")
+            if score is None:
+                continue
+            agg[f"{strategy}_samples"] += 1
+            agg[f"{strategy}_score_sum"] += score
+            for vital, (good, poor) in VITALS.items():
+                value = row.get(f"{strategy}_{vital}")
+                if value is None:
+                    continue
+                agg[f"{strategy}_{vital}_n"] += 1
+                agg[f"{strategy}_{vital}_good"] += value <= good
+                agg[f"{strategy}_{vital}_poor"] += value > poor
+                agg["values"][f"{strategy}_{vital}"].append(value)
+    return out
+
+
+def nearest_rank(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[max(1, math.ceil(p * len(ordered))) - 1]
+
+
+# ----------------------------------------------------------------- comparison
+
+TRAFFIC = ("traffic_hours", "users", "sessions", "views", "bounces", "engagement_seconds")
+PERF = tuple(
+    f"{s}_{m}"
+    for s in STRATEGIES
+    for m in ("samples", "score_sum", *(f"{v}_{k}" for v in VITALS for k in ("n", "good", "poor")))
+)
+
+
+def close(a, b) -> bool:
+    return math.isclose(float(a), float(b), rel_tol=1e-9, abs_tol=1e-9)
+
+
+def assert_page_hour_table(expected: dict) -> None:
+    columns = ["users", "sessions", "views", "bounces", "engagement_seconds"] + [
+        f"{s}_{m}" for s in STRATEGIES for m in ("score", *VITALS)
+    ]
+    rows = query(
+        f"SELECT p.url, h.hour, {', '.join('h.' + c for c in columns)} "
+        "FROM page_hour h JOIN page p ON p.id = h.page_id"
+    )
+    got = {(url, hour): dict(zip(columns, values, strict=True)) for url, hour, *values in rows}
+    assert got.keys() == expected.keys()
+    for key, row in expected.items():
+        for column in columns:
+            want, have = row.get(column), got[key][column]
+            assert (want is None and have is None) or close(want, have), (key, column)
+
+
+def assert_level_table(level: str, expected: dict) -> None:
+    table = {"interval": "agg_interval", "daily": "agg_daily", "monthly": "agg_monthly",
+             "yearly": "agg_yearly"}[level]  # fmt: skip
+    columns = TRAFFIC + PERF
+    hists = [f"{s}_{v}" for s in STRATEGIES for v in VITALS]
+    percentiles = ", ".join(
+        f"hist_percentile(a.{h}_hist, {p})" for h in hists for p in (0.5, 0.75, 0.95)
+    )
+    counts = ", ".join(
+        f"(SELECT coalesce(sum(e & 4294967295), 0) FROM unnest(a.{h}_hist) e)" for h in hists
+    )
+    rows = query(
+        f"SELECT p.url, a.period_start, {', '.join('a.' + c for c in columns)}, "
+        f"{percentiles}, {counts} FROM {table} a JOIN page p ON p.id = a.page_id"
+    )
+    got = {}
+    for url, period, *values in rows:
+        got[(url, period)] = values
+    assert got.keys() == expected.keys(), level
+    for key, want in expected.items():
+        values = got[key]
+        for index, column in enumerate(columns):
+            assert close(want.get(column, 0), values[index]), (level, key, column)
+        offset = len(columns)
+        for h_index, hist in enumerate(hists):
+            sample = want["values"].get(hist, [])
+            hist_count = values[offset + 3 * len(hists) + h_index]
+            assert hist_count == len(sample), (level, key, hist)
+            for p_index, p in enumerate((0.5, 0.75, 0.95)):
+                estimate = values[offset + 3 * h_index + p_index]
+                if not sample:
+                    assert estimate is None
+                    continue
+                exact = nearest_rank(sample, p)
+                assert abs(estimate - exact) <= 0.02 * exact + 1e-4, (level, key, hist, p)
+
+
+def assert_every_stage_matches(paths) -> None:
+    ga, psi = final_records(paths)
+    assert query("SELECT count(*) FROM staged_ga") == [(len(ga),)]
+    assert query("SELECT count(*) FROM staged_psi") == [(len(psi),)]
+    page_hours = expected_page_hours(ga, psi)
+    assert_page_hour_table(page_hours)
+    for level in ("interval", "daily", "monthly", "yearly"):
+        assert_level_table(level, expected_level(page_hours, level))
+    assert query("SELECT count(*) FROM pipeline_dirty") == [(0,)]
+
+
+def snapshot() -> dict:
+    tables = ("staged_ga", "staged_psi", "page_hour", "agg_interval", "agg_daily",
+              "agg_monthly", "agg_yearly")  # fmt: skip
+    return {t: sorted(map(repr, query(f"SELECT * FROM {t}"))) for t in tables}
+
+
+# ----------------------------------------------------------------- tests
+
+
+@pytest.fixture
+def dataset(tmp_path):
+    """Data over a month and a year boundary, with every fault and a late file."""
+    generate(tmp_path, "--records", "2400", "--pages", "24", "--start", "2024-12-29T20:00:00Z",
+             "--late", "0.05", *FAULTS)  # fmt: skip
+    return tmp_path
+
+
+def test_every_stage_equals_an_independent_computation(dataset):
+    order = [dataset / "ga.json", dataset / "psi.json", dataset / "ga_late.json",
+             dataset / "psi_late.json"]  # fmt: skip
+    ingest_in_order(order[:2])
+    stages.drain()
+    ingest_in_order(order[2:])  # late data after the first full run
+    runs = stages.drain()
+    assert {run.stage for run in runs} == set(stages.STAGES)
+    assert_every_stage_matches(order)
+    # The ledger saw every stage finish.
+    assert not query("SELECT stage FROM pipeline_ledger WHERE status <> 'done'")
+
+
+def test_a_dirty_rerun_of_every_stage_changes_nothing(dataset):
+    ingest_in_order([dataset / "ga.json", dataset / "psi.json"])
+    stages.drain()
+    before = snapshot()
+    everything = (datetime(2000, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC))
+    marked = stages.mark_range_dirty(*everything)
+    assert marked > 0
+    runs = stages.drain()
+    assert {run.stage for run in runs} == set(stages.TIME_STAGES)
+    assert snapshot() == before
+    # And each stage run twice on nothing dirty does nothing.
+    assert stages.drain() == []
+
+
+def _split(path, parts: int, rng: random.Random, out_dir) -> list:
+    texts = [text for text, _ in read_records(path)]
+    cuts = sorted(rng.sample(range(1, len(texts)), parts - 1))
+    pieces = [texts[a:b] for a, b in zip([0, *cuts], [*cuts, len(texts)], strict=True)]
+    paths = []
+    for index, piece in enumerate(pieces):
+        target = out_dir / f"{path.stem}_part{index}.json"
+        target.write_text("[" + ",\n".join(piece) + "]")
+        paths.append(target)
+    return paths
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_any_order_and_split_ends_equal_to_the_data_in_ingest_order(dataset, tmp_path, seed):
+    rng = random.Random(seed)
+    parts = []
+    for name in ("ga.json", "psi.json", "ga_late.json", "psi_late.json"):
+        count = rng.randint(1, 3) if "late" not in name else 1
+        parts += _split(dataset / name, count, rng, tmp_path) if count > 1 else [dataset / name]
+    rng.shuffle(parts)
+    for index, path in enumerate(parts):
+        ingest_in_order([path])
+        if rng.random() < 0.5 or index == len(parts) - 1:
+            stages.drain()
+    assert_every_stage_matches(parts)
+    # ... and equal to one clean run of the same data in the same order.
+    state = snapshot()
+    for table in ("staged_ga", "staged_psi", "page_hour", "agg_interval", "agg_daily",
+                  "agg_monthly", "agg_yearly"):  # fmt: skip
+        query(f"DELETE FROM {table}")
+    query("DELETE FROM pipeline_ledger WHERE stage <> 'staged'")
+    query("UPDATE pipeline_ledger SET status = 'pending'")
+    stages.drain()
+    assert snapshot() == state
+
+
+def test_interval_length_is_a_setting(dataset, settings):
+    settings.METRIFLOW_INTERVAL_HOURS = 6
+    ingest_in_order([dataset / "ga.json", dataset / "psi.json"])
+    stages.drain()
+    starts = {h for (h,) in query("SELECT DISTINCT extract(hour FROM period_start AT TIME ZONE "
+                                  "'UTC')::int FROM agg_interval")}  # fmt: skip
+    assert starts <= {0, 6, 12, 18} and len(starts) == 4
+
+
+def test_histogram_buckets_stay_within_two_percent():
+    values = [10 ** (k / 50) for k in range(-200, 350)]  # 1e-4 .. 1e7
+    rows = query("SELECT v, hist_value(hist_bucket(v)) FROM unnest(%s::float8[]) v", [values])
+    for value, estimate in rows:
+        assert abs(estimate - value) <= 0.0197 * value or abs(estimate - value) <= 1e-4
+    assert query("SELECT hist_value(hist_bucket(0))") == [(0.0,)]
+
+
+def test_a_failed_window_is_recorded_keeps_its_keys_and_is_retried(dataset):
+    ingest_in_order([dataset / "ga.json"])
+    stages.drain(("staged",))
+    start = stages.dirty_windows("page")[0]
+    query("ALTER TABLE page_hour ADD CONSTRAINT no_rows CHECK (false) NOT VALID")
+    try:
+        with pytest.raises(Exception, match="no_rows"):
+            stages.run_window("page", start)
+    finally:
+        query("ALTER TABLE page_hour DROP CONSTRAINT no_rows")
+    [(status, attempts, error)] = query(
+        "SELECT status, attempts, error FROM pipeline_ledger WHERE stage = 'page'"
+    )
+    assert status == "failed" and attempts == 1 and "no_rows" in error
+    assert start in stages.dirty_windows("page")  # its keys were rolled back, still dirty
+    assert stages.run_window("page", start).status == "done"
+    [(status, attempts)] = query(
+        "SELECT status, attempts FROM pipeline_ledger WHERE stage = 'page'"
+    )
+    assert (status, attempts) == ("done", 2)
