@@ -43,6 +43,7 @@ app.conf.task_default_exchange = PIPELINE_EXCHANGE.name
 app.conf.task_default_queue = "raw"
 app.conf.task_default_routing_key = "raw"
 app.conf.task_routes = {
-    f"pipeline.stage.{stage}": {"queue": stage, "routing_key": stage} for stage in STAGES
+    **{f"pipeline.stage.{stage}": {"queue": stage, "routing_key": stage} for stage in STAGES},
+    "pipeline.sweep": {"queue": "staged", "routing_key": "staged"},
 }
 app.autodiscover_tasks()

@@ -46,7 +46,11 @@ class StageRun:
 
 
 def connect() -> psycopg.Connection:
-    return psycopg.connect(conninfo(), autocommit=False)
+    # A killed worker's backend notices the lost client within seconds and rolls
+    # back, releasing the window's advisory lock for the redelivered task.
+    return psycopg.connect(
+        conninfo(), autocommit=False, options="-c client_connection_check_interval=2000"
+    )
 
 
 def _window_end(start: datetime, unit: str) -> datetime:

@@ -119,6 +119,17 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {"confirm_publish": True}
 # Stage tasks must finish well below RabbitMQ's consumer timeout (30 min default).
 CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=20 * 60)
 CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=18 * 60)
+# A task that fails for good is rejected (to the dead-letter queue), not acked.
+CELERY_TASK_ACKS_ON_FAILURE_OR_TIMEOUT = False
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
+# The periodic sweep: re-enqueues pending batches and dirty windows.
+CELERY_BEAT_SCHEDULE = {
+    "pipeline-sweep": {
+        "task": "pipeline.sweep",
+        "schedule": env.float("METRIFLOW_SWEEP_SECONDS", default=60.0),
+        "options": {"queue": "staged"},
+    },
+}
 
 # --- REST API ------------------------------------------------------------------
 REST_FRAMEWORK = {
@@ -158,6 +169,8 @@ METRIFLOW_INTERVAL_HOURS = env.int("METRIFLOW_INTERVAL_HOURS", default=4)
 METRIFLOW_INGEST_BATCH_SIZE = env.int("METRIFLOW_INGEST_BATCH_SIZE", default=1_000_000)
 # Files ingested at the same time by one `manage.py ingest`.
 METRIFLOW_INGEST_PARALLEL = env.int("METRIFLOW_INGEST_PARALLEL", default=2)
+# Whether an ingested batch starts the Celery chain (off: `pipeline run` drains).
+METRIFLOW_PIPELINE_TRIGGER = env.bool("METRIFLOW_PIPELINE_TRIGGER", default=True)
 # Where `make demo` writes its generated data set.
 METRIFLOW_DATA_DIR = env.path("METRIFLOW_DATA_DIR", default=str(BASE_DIR / "data"))
 # Rate limits (django-ratelimit syntax).

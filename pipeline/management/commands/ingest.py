@@ -3,6 +3,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from pipeline.ingest import IngestError, ingest_files
+from pipeline.tasks import trigger_staged
 
 
 class Command(BaseCommand):
@@ -53,6 +54,7 @@ class Command(BaseCommand):
                 files,
                 parallel=parallel,
                 show_progress=False if no_progress else None,
+                on_committed=trigger_staged,
                 **options,
             )
         except IngestError as exc:
