@@ -8,10 +8,10 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv services migrate demo test lint format bench-loadgen bench-ingest clean api worker beat flower
+.PHONY: help venv services migrate demo test lint format bench-loadgen bench-ingest bench-pipeline clean api worker beat flower
 
 help:
-	@echo "make demo | test | lint | format | bench-loadgen | bench-ingest | services | migrate | clean"
+	@echo "make demo | test | lint | format | bench-loadgen | bench-ingest | bench-pipeline | services | migrate | clean"
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -48,6 +48,10 @@ bench-loadgen: venv
 # Ingestion: GA, PSI and both in parallel vs the server's own COPY; RECORDS=... per source.
 bench-ingest: venv services
 	$(PY) -m pipeline.ingest.bench $(if $(RECORDS),--records $(RECORDS)) $(if $(REPEAT),--repeat $(REPEAT))
+
+# The stages over an ingested data set, then a 1% late batch; RECORDS=... per source.
+bench-pipeline: venv services
+	$(PY) -m pipeline.bench $(if $(RECORDS),--records $(RECORDS))
 
 clean:
 	rm -rf $(VENV) data var .pytest_cache .ruff_cache

@@ -6,6 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PY=.venv/bin/python
+# The demo drains the stages in-process (step 3), so ingestion does not hand
+# batches to Celery workers here; `make worker` processes run the same chain.
+export METRIFLOW_PIPELINE_TRIGGER=false
 DATA=${METRIFLOW_DATA_DIR:-data}/demo
 RECORDS=${DEMO_RECORDS:-48000}
 

@@ -1,0 +1,97 @@
+"""Pipeline benchmark: ``python -m pipeline.bench`` (``make bench-pipeline``).
+
+In a database of its own (``metriflow_bench``, created and migrated here):
+generates GA and PSI files with 1% of the records held back in late files,
+ingests the main files (GA and PSI in parallel), drains every stage in-process
+and prints, per stage, windows, keys in, rows out, seconds and rows/s, then
+the whole chain from files to yearly. Then ingests the late files and drains
+again, and prints the late batch's cost as a fraction of the full run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m pipeline.bench", description=__doc__)
+    parser.add_argument("--records", type=int, default=1_000_000, help="per source")
+    parser.add_argument("--pages", type=int, default=200)
+    parser.add_argument("--data-dir", default=str(REPO / "data" / "bench-pipeline"))
+    args = parser.parse_args(argv)
+
+    from pipeline.ingest.bench import BENCH_DB, _database_url, prepare_database
+
+    os.environ["DATABASE_URL"] = _database_url(BENCH_DB)
+    os.environ["METRIFLOW_PIPELINE_TRIGGER"] = "false"
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "metriflow.settings.local")
+    data = Path(args.data_dir)
+    print(f"bench-pipeline: {args.records:,} records per source, {args.pages} pages, 1% late")
+    subprocess.run(
+        [sys.executable, "-m", "loadgen", "--out", str(data), "--records", str(args.records),
+         "--pages", str(args.pages), "--late", "0.01", "--no-progress"],
+        cwd=REPO, check=True, stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    prepare_database()
+
+    import django
+
+    django.setup()
+    from pipeline import stages
+    from pipeline.ingest import ingest_files
+
+    def ingest(names: list[str]) -> float:
+        started = time.perf_counter()
+        results = ingest_files([str(data / n) for n in names], show_progress=False)
+        assert all(r.status == "loaded" for r in results), [r.summary() for r in results]
+        return time.perf_counter() - started
+
+    def drain() -> tuple[dict, float]:
+        started = time.perf_counter()
+        per_stage: dict = defaultdict(lambda: [0, 0, 0, 0.0])
+        for run in stages.drain():
+            entry = per_stage[run.stage]
+            entry[0] += 1
+            entry[1] += run.rows_in
+            entry[2] += run.rows_out
+            entry[3] += run.seconds
+        return per_stage, time.perf_counter() - started
+
+    ingest_seconds = ingest(["ga.json", "psi.json"])
+    per_stage, drain_seconds = drain()
+    full = ingest_seconds + drain_seconds
+    header = (
+        f"{'stage':<10}{'windows':>9}{'keys in':>12}{'rows out':>12}{'seconds':>9}{'rows/s':>11}"
+    )
+    print(header)
+    print("-" * len(header))
+    records = 2 * args.records
+    print(f"{'raw':<10}{2:>9}{records:>12,}{records:>12,}{ingest_seconds:>9.2f}"
+          f"{records / ingest_seconds:>11,.0f}")  # fmt: skip
+    for stage in stages.STAGES:
+        windows, rows_in, rows_out, seconds = per_stage[stage]
+        rate = rows_out / seconds if seconds else 0
+        print(f"{stage:<10}{windows:>9,}{rows_in:>12,}{rows_out:>12,}{seconds:>9.2f}{rate:>11,.0f}")
+    print(f"whole chain, files to yearly: {full:.2f} s ({records / full:,.0f} records/s)")
+
+    late_ingest = ingest(["ga_late.json", "psi_late.json"])
+    late_stages, late_drain = drain()
+    late = late_ingest + late_drain
+    late_rows = sum(v[2] for v in late_stages.values())
+    print(
+        f"late batch (1% of the records): {late:.2f} s = {late / full:.1%} of the full run "
+        f"(ingest {late_ingest:.2f} s, stages {late_drain:.2f} s, {late_rows:,} rows rewritten)"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
