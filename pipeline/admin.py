@@ -1,6 +1,6 @@
 """Admin views of ingestion and the pipeline ledger (read-only: the pipeline owns the rows)."""
 
-from django.contrib import admin
+from django.contrib import admin, messages
 
 from .models import IngestBatch, IngestReject, Page, PipelineLedger, Site
 
@@ -57,6 +57,8 @@ class IngestRejectAdmin(ReadOnlyAdmin):
 
 @admin.register(PipelineLedger)
 class PipelineLedgerAdmin(ReadOnlyAdmin):
+    actions = ["rerun"]
+    readonly_fields = ("error",)
     list_display = (
         "stage",
         "batch",
@@ -71,3 +73,19 @@ class PipelineLedgerAdmin(ReadOnlyAdmin):
     )
     list_filter = ("stage", "status")
     search_fields = ("error",)
+
+    @admin.action(description="Re-run the selected windows now", permissions=["rerun"])
+    def rerun(self, request, queryset):
+        from .services import rerun_ledger_windows
+
+        runs = rerun_ledger_windows(list(queryset.values_list("pk", flat=True)))
+        for run in runs:
+            self.message_user(
+                request,
+                f"{run.stage} {run.window}: {run.status}, {run.rows_out:,} rows in "
+                f"{run.seconds:.2f} s",
+                level=messages.SUCCESS if run.status != "failed" else messages.ERROR,
+            )
+
+    def has_rerun_permission(self, request):
+        return request.user.is_staff

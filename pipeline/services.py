@@ -1,8 +1,13 @@
 """Entry points of the pipeline for commands, tasks and the admin."""
 
+import logging
 import os
 
+from . import stages
+from .models import PipelineLedger
 from .tasks import ingest_file_task
+
+logger = logging.getLogger(__name__)
 
 
 def enqueue_ingest(
@@ -28,3 +33,24 @@ def enqueue_ingest(
         }
     )
     return result.id
+
+
+def rerun_ledger_windows(ledger_ids: list[int]) -> list[stages.StageRun]:
+    """Re-runs ledger windows (e.g. failed ones) in-process, marking their keys dirty first.
+
+    A staged window re-stages its batch; a time window gets every staged
+    page-day inside it marked dirty and is drained through every later stage.
+    """
+    runs: list[stages.StageRun] = []
+    for entry in PipelineLedger.objects.filter(pk__in=ledger_ids).order_by("pk"):
+        try:
+            if entry.stage == "staged":
+                runs.append(stages.run_staged(entry.batch_id))
+                continue
+            stages.mark_range_dirty(entry.window_start, entry.window_end)
+            runs.extend(stages.drain(stages.TIME_STAGES))
+        except Exception:  # the ledger row records the error; the caller reports the run
+            logger.exception("re-run of ledger window %s failed", entry.pk)
+            window = f"batch {entry.batch_id}" if entry.batch_id else f"{entry.window_start}"
+            runs.append(stages.StageRun(entry.stage, window, "failed"))
+    return runs
