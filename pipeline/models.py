@@ -154,3 +154,20 @@ class PipelineLedger(models.Model):
         else:
             window = f"{self.window_start:%Y-%m-%d %H:%M}"
         return f"{self.stage} {window} ({self.status})"
+
+
+class PipelineDirty(models.Model):
+    """A (page, period) key a stage must recompute."""
+
+    pk = models.CompositePrimaryKey("stage", "period_start", "page_id")
+    stage = models.TextField(choices=Stage.choices)
+    period_start = models.DateTimeField()
+    page_id = models.IntegerField()
+    marked_at = models.DateTimeField()
+
+    class Meta:
+        managed = False
+        db_table = "pipeline_dirty"
+
+    def __str__(self) -> str:
+        return f"{self.stage} page {self.page_id} @ {self.period_start:%Y-%m-%d}"

@@ -1,7 +1,291 @@
-"""Reads for the reporting API."""
+"""Reads for the reporting API, through the ORM over the pre-aggregated tables.
 
+A range is cut into the coarsest whole units inside it (``ranges.py``); each
+run of units is read from its table with one aggregate query (sums, counts,
+merged histograms), and the partials are added up (``metrics.py``). Composed
+answers are cached in Redis under a key that includes the newest pipeline run
+over the range, so an answer is never served after the pipeline changed a
+window it covers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.conf import settings
+from django.contrib.postgres.fields import ArrayField
 from django.core.cache import cache
 from django.db import connection
+from django.db.models import Aggregate, BigIntegerField, Count, F, Max, Q, Sum
+
+from pipeline.models import IngestBatch, Page, PipelineDirty, PipelineLedger
+
+from .metrics import STRATEGIES, THRESHOLDS, TRAFFIC, VITALS, Partial, metrics_of
+from .models import DailyAggregate, IntervalAggregate, MonthlyAggregate, PageHour, YearlyAggregate
+from .ranges import Piece, decompose, unit_end, unit_start
+
+LEVEL_MODELS = {
+    "year": YearlyAggregate,
+    "month": MonthlyAggregate,
+    "day": DailyAggregate,
+    "interval": IntervalAggregate,
+}
+GRANULARITY_LEVEL = {
+    "hour": "hour",
+    "interval": "interval",
+    "day": "day",
+    "month": "month",
+    "year": "year",
+}
+
+
+class HistMerge(Aggregate):
+    """Merges sparse histograms (``hist_merge_agg`` in SQL)."""
+
+    function = "hist_merge_agg"
+    output_field = ArrayField(BigIntegerField())
+
+
+class HistOfValues(Aggregate):
+    """The histogram of raw values (page-hour level)."""
+
+    function = "array_agg"
+    template = "%(function)s((hist_bucket(%(expressions)s)::bigint << 32) | 1)"
+    output_field = ArrayField(BigIntegerField())
+
+
+@dataclass(frozen=True)
+class Filters:
+    site: int | None = None
+    page: int | None = None
+    path_prefix: str | None = None
+
+    def q(self) -> Q:
+        q = Q()
+        if self.site is not None:
+            q &= Q(site_id=self.site)
+        if self.page is not None:
+            q &= Q(page_id=self.page)
+        if self.path_prefix:
+            q &= Q(page__path__startswith=self.path_prefix)
+        return q
+
+    def key(self) -> str:
+        return f"{self.site}|{self.page}|{self.path_prefix}"
+
+
+def _aggregate_expressions() -> dict:
+    exprs = {key: Sum(key) for key in TRAFFIC}
+    for strategy in STRATEGIES:
+        for name in ("samples", "score_sum"):
+            exprs[f"{strategy}_{name}"] = Sum(f"{strategy}_{name}")
+        for vital in VITALS:
+            for name in ("n", "good", "poor"):
+                exprs[f"{strategy}_{vital}_{name}"] = Sum(f"{strategy}_{vital}_{name}")
+            exprs[f"{strategy}_{vital}_hist"] = HistMerge(f"{strategy}_{vital}_hist")
+    return exprs
+
+
+def _page_hour_expressions() -> dict:
+    exprs = {key: Sum(key) for key in TRAFFIC}
+    for strategy in STRATEGIES:
+        score = f"{strategy}_score"
+        exprs[f"{strategy}_samples"] = Count(score)
+        exprs[f"{strategy}_score_sum"] = Sum(score)
+        for vital in VITALS:
+            column = f"{strategy}_{vital}"
+            good, poor = THRESHOLDS[vital]
+            exprs[f"{column}_n"] = Count(column)
+            exprs[f"{column}_good"] = Count(column, filter=Q(**{f"{column}__lte": good}))
+            exprs[f"{column}_poor"] = Count(column, filter=Q(**{f"{column}__gt": poor}))
+            exprs[f"{column}_hist"] = HistOfValues(
+                F(column), filter=Q(**{f"{column}__isnull": False})
+            )
+    return exprs
+
+
+AGGREGATES = _aggregate_expressions()
+PAGE_HOUR_AGGREGATES = _page_hour_expressions()
+
+
+def _queryset(piece: Piece, filters: Filters):
+    if piece.level == "hour":
+        return PageHour.objects.filter(filters.q(), hour__gte=piece.start, hour__lt=piece.end)
+    model = LEVEL_MODELS[piece.level]
+    return model.objects.filter(
+        filters.q(), period_start__gte=piece.start, period_start__lt=piece.end
+    )
+
+
+def _expressions(level: str) -> dict:
+    return PAGE_HOUR_AGGREGATES if level == "hour" else AGGREGATES
+
+
+def range_partial(start: datetime, end: datetime, filters: Filters) -> Partial:
+    total = Partial()
+    for piece in decompose(start, end, settings.METRIFLOW_INTERVAL_HOURS):
+        row = _queryset(piece, filters).aggregate(**_expressions(piece.level))
+        total.add(Partial.from_aggregate_row(row))
+    return total
+
+
+def range_partials_by_page(start: datetime, end: datetime, filters: Filters) -> dict:
+    per_page: dict[int, Partial] = {}
+    for piece in decompose(start, end, settings.METRIFLOW_INTERVAL_HOURS):
+        rows = _queryset(piece, filters).values("page_id").annotate(**_expressions(piece.level))
+        for row in rows:
+            per_page.setdefault(row["page_id"], Partial()).add(Partial.from_aggregate_row(row))
+    return per_page
+
+
+# ------------------------------------------------------------------ freshness
+
+
+def freshness(start: datetime, end: datetime) -> dict:
+    """The newest pipeline run over the range and whether work for it is pending."""
+    windows = PipelineLedger.objects.exclude(stage="staged").filter(
+        window_start__lt=end, window_end__gt=start
+    )
+    newest = windows.filter(status="done").aggregate(newest=Max("finished_at"))["newest"]
+    pending = (
+        windows.exclude(status="done").exists()
+        or PipelineDirty.objects.filter(
+            period_start__lt=end, period_start__gte=start.replace(month=1, day=1, hour=0)
+        ).exists()
+        or IngestBatch.objects.filter(
+            ledger__stage="staged",
+            ledger__status__in=("pending", "running", "failed"),
+            first_hour__lt=end,
+            last_hour__gte=start,
+        ).exists()
+    )
+    return {"pipeline_run_at": newest, "pending": pending}
+
+
+# ------------------------------------------------------------------ reports
+
+
+def _cached(kind: str, params: dict, fresh: dict, compute):
+    version = fresh["pipeline_run_at"].isoformat() if fresh["pipeline_run_at"] else "none"
+    raw = json.dumps([kind, params, version, settings.METRIFLOW_INTERVAL_HOURS], default=str)
+    key = "report:" + hashlib.sha256(raw.encode()).hexdigest()
+    answer = cache.get(key)
+    if answer is None:
+        answer = compute()
+        cache.set(key, answer, settings.METRIFLOW_REPORT_CACHE_SECONDS)
+    return answer
+
+
+def summary(start: datetime, end: datetime, filters: Filters) -> dict:
+    fresh = freshness(start, end)
+    params = {"from": start, "to": end, "filters": filters.key()}
+    body = _cached("summary", params, fresh, lambda: metrics_of(range_partial(start, end, filters)))
+    return {"from": start, "to": end, **body, "freshness": fresh}
+
+
+def bucket_starts(granularity: str, start: datetime, end: datetime) -> list[datetime]:
+    hours = settings.METRIFLOW_INTERVAL_HOURS
+    at = unit_start(GRANULARITY_LEVEL[granularity], start, hours)
+    starts = []
+    while at < end:
+        starts.append(at)
+        at = unit_end(GRANULARITY_LEVEL[granularity], at, hours)
+    return starts
+
+
+def timeseries(granularity: str, start: datetime, end: datetime, filters: Filters) -> dict:
+    fresh = freshness(start, end)
+    params = {"g": granularity, "from": start, "to": end, "filters": filters.key()}
+
+    def compute() -> list[dict]:
+        points = []
+        for bucket in bucket_starts(granularity, start, end):
+            b_end = unit_end(
+                GRANULARITY_LEVEL[granularity], bucket, settings.METRIFLOW_INTERVAL_HOURS
+            )
+            low, high = max(bucket, start), min(b_end, end)
+            points.append({"start": bucket, "end": b_end, "partial": low, "upto": high})
+        # Whole buckets come from one grouped query on the granularity's table;
+        # buckets cut by the range's ends are composed like any range.
+        whole = [p for p in points if p["partial"] == p["start"] and p["upto"] == p["end"]]
+        grouped: dict = {}
+        if whole:
+            level = GRANULARITY_LEVEL[granularity]
+            piece = Piece(level, whole[0]["start"], whole[-1]["end"])
+            column = "hour" if level == "hour" else "period_start"
+            rows = _queryset(piece, filters).values(column).annotate(**_expressions(level))
+            grouped = {row[column]: Partial.from_aggregate_row(row) for row in rows}
+        series = []
+        for point in points:
+            if point in whole:
+                part = grouped.get(point["start"], Partial())
+            else:
+                part = range_partial(point["partial"], point["upto"], filters)
+            series.append({"start": point["partial"], "end": point["upto"], **metrics_of(part)})
+        return series
+
+    series = _cached("timeseries", params, fresh, compute)
+    return {
+        "from": start,
+        "to": end,
+        "granularity": granularity,
+        "series": series,
+        "freshness": fresh,
+    }
+
+
+ORDERINGS = {
+    "users": ("traffic", "users"),
+    "sessions": ("traffic", "sessions"),
+    "views": ("traffic", "views"),
+    "bounces": ("traffic", "bounces"),
+    "engagement_seconds": ("traffic", "engagement_seconds"),
+    "bounce_rate": ("traffic", "bounce_rate"),
+    "views_per_session": ("traffic", "views_per_session"),
+    "avg_engagement_seconds": ("traffic", "avg_engagement_seconds"),
+    "performance_score_avg": ("performance", "performance_score_avg"),
+    "samples": ("performance", "samples"),
+}
+
+
+def top_pages(start: datetime, end: datetime, filters: Filters, order_by: str) -> dict:
+    """Every matching page with its metrics, in the requested order (paginated by the view)."""
+    fresh = freshness(start, end)
+    params = {"from": start, "to": end, "filters": filters.key(), "order": order_by}
+
+    def compute() -> list[dict]:
+        per_page = range_partials_by_page(start, end, filters)
+        pages = Page.objects.in_bulk(list(per_page))
+        rows = []
+        for page_id, part in per_page.items():
+            page = pages[page_id]
+            rows.append(
+                {"page": {"id": page_id, "url": page.url, "site": page.site_id}, **metrics_of(part)}
+            )
+        descending = order_by.startswith("-")
+        group, name = ORDERINGS[order_by.lstrip("-")]
+
+        def value(row):
+            metric = row[group][name] if group == "traffic" else row["performance"]["both"][name]
+            return metric if metric is not None else float("-inf") if descending else float("inf")
+
+        rows.sort(key=lambda r: r["page"]["id"])
+        rows.sort(key=value, reverse=descending)
+        return rows
+
+    rows = _cached("pages", params, fresh, compute)
+    return {"from": start, "to": end, "order_by": order_by, "rows": rows, "freshness": fresh}
+
+
+def page_report(page: Page, start: datetime, end: datetime) -> dict:
+    body = summary(start, end, Filters(page=page.id))
+    return {
+        "page": {"id": page.id, "url": page.url, "path": page.path, "site": page.site_id},
+        **body,
+    }
 
 
 def service_health() -> dict[str, bool]:

@@ -1,12 +1,284 @@
-"""HTTP interface of the reporting API: views parse input and call selectors."""
+"""HTTP interface of the reporting API: views parse input and call selectors/services.
 
-from drf_spectacular.utils import extend_schema, inline_serializer
-from rest_framework import serializers
+Reports need ``Authorization: Bearer <access>``. Metric names are those of
+CONTRACT section 3; ``users`` is a sum of hourly users, not a count of
+distinct people. Every report says how fresh it is (``freshness``).
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import io
+
+from django.http import StreamingHttpResponse
+from django.shortcuts import get_object_or_404
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+from rest_framework import serializers, status
 from rest_framework.permissions import AllowAny
+from rest_framework.renderers import BaseRenderer, BrowsableAPIRenderer, JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
+from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
 
-from .selectors import service_health
+from pipeline.models import Page
+
+from . import selectors, services
+from .ratelimits import rate_limited
+from .serializers import (
+    LogoutSerializer,
+    PageRangeSerializer,
+    PagesSerializer,
+    RangeSerializer,
+    RegisterSerializer,
+    TimeseriesSerializer,
+)
+
+USERS_NOTE = (
+    "Metric names follow the contract: traffic sums (users, sessions, views, bounces, "
+    "engagement_seconds) and ratios (bounce_rate, avg_engagement_seconds, views_per_session; "
+    "null when sessions is 0). `users` is a sum of hourly users, not a count of distinct "
+    "people. Performance per strategy (mobile, desktop, both): samples, "
+    "performance_score_avg (weighted mean), and per vital p50/p75/p95 (within 2% of the "
+    "exact nearest-rank percentile) and the exact shares good / needs_improvement / poor. "
+    "`from` is inclusive, `to` exclusive, hour precision, UTC. `format=csv` streams a CSV."
+)
+ERRORS = {
+    400: OpenApiResponse(description="Bad parameters: a JSON object naming each problem."),
+    401: OpenApiResponse(description="No valid access token."),
+    429: OpenApiResponse(description="Rate limit exceeded; see the Retry-After header."),
+}
+
+
+class CSVRenderer(BaseRenderer):
+    media_type = "text/csv"
+    format = "csv"
+
+    def render(self, data, accepted_media_type=None, renderer_context=None):
+        return _csv_text([_flatten(data)] if isinstance(data, dict) else data).encode()
+
+
+RENDERERS = [JSONRenderer, BrowsableAPIRenderer, CSVRenderer]
+
+
+def _flatten(data: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{name}."))
+        elif not isinstance(value, list):
+            flat[name] = value
+    return flat
+
+
+def _csv_text(rows: list[dict]) -> str:
+    buffer = io.StringIO()
+    if rows:
+        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def _csv_stream(rows, filename: str) -> StreamingHttpResponse:
+    """Streams a CSV, one flattened row at a time."""
+
+    def lines():
+        writer = None
+        for row in rows:
+            flat = _flatten(row)
+            buffer = io.StringIO()
+            if writer is None:
+                writer = csv.DictWriter(buffer, fieldnames=list(flat))
+                writer.writeheader()
+            else:
+                writer = csv.DictWriter(buffer, fieldnames=writer.fieldnames)
+            writer.writerow(flat)
+            yield buffer.getvalue()
+
+    response = StreamingHttpResponse(lines(), content_type="text/csv")
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response
+
+
+def _wants_csv(request) -> bool:
+    return getattr(request.accepted_renderer, "format", None) == "csv"
+
+
+def _filters(data: dict) -> selectors.Filters:
+    return selectors.Filters(
+        site=data.get("site"), page=data.get("page"), path_prefix=data.get("path_prefix")
+    )
+
+
+class ReportView(APIView):
+    renderer_classes = RENDERERS
+
+
+class SummaryView(ReportView):
+    @extend_schema(
+        summary="Traffic and performance over a range",
+        description=USERS_NOTE,
+        parameters=[RangeSerializer],
+        responses={200: OpenApiTypes.OBJECT, **ERRORS},
+    )
+    @rate_limited(group="reports", rate_setting="METRIFLOW_RATE_REPORTS", key="user")
+    def get(self, request):
+        params = RangeSerializer(data=request.query_params)
+        params.is_valid(raise_exception=True)
+        data = params.validated_data
+        body = selectors.summary(data["start"], data["end"], _filters(data))
+        if _wants_csv(request):
+            return _csv_stream([body], "summary.csv")
+        return Response(body)
+
+
+class TimeseriesView(ReportView):
+    @extend_schema(
+        summary="Metrics per hour, interval, day, month or year over a range",
+        description=USERS_NOTE,
+        parameters=[TimeseriesSerializer],
+        responses={200: OpenApiTypes.OBJECT, **ERRORS},
+    )
+    @rate_limited(group="reports", rate_setting="METRIFLOW_RATE_REPORTS", key="user")
+    def get(self, request):
+        params = TimeseriesSerializer(data=request.query_params)
+        params.is_valid(raise_exception=True)
+        data = params.validated_data
+        body = selectors.timeseries(data["granularity"], data["start"], data["end"], _filters(data))
+        if _wants_csv(request):
+            return _csv_stream(body["series"], "timeseries.csv")
+        return Response(body)
+
+
+def _encode_cursor(offset: int) -> str:
+    return base64.urlsafe_b64encode(f"o:{offset}".encode()).decode()
+
+
+def _decode_cursor(cursor: str | None) -> int:
+    if not cursor:
+        return 0
+    try:
+        kind, value = base64.urlsafe_b64decode(cursor.encode()).decode().split(":", 1)
+        offset = int(value)
+        if kind != "o" or offset < 0:
+            raise ValueError
+    except ValueError:
+        raise serializers.ValidationError({"cursor": "not a cursor from this API"}) from None
+    return offset
+
+
+class PagesView(ReportView):
+    @extend_schema(
+        summary="Top pages over a range (cursor-paginated)",
+        description=USERS_NOTE + " Ordering: `order_by`, `-` for descending; ties by page id.",
+        parameters=[PagesSerializer],
+        responses={200: OpenApiTypes.OBJECT, **ERRORS},
+    )
+    @rate_limited(group="reports", rate_setting="METRIFLOW_RATE_REPORTS", key="user")
+    def get(self, request):
+        params = PagesSerializer(data=request.query_params)
+        params.is_valid(raise_exception=True)
+        data = params.validated_data
+        offset = _decode_cursor(data.get("cursor"))
+        body = selectors.top_pages(data["start"], data["end"], _filters(data), data["order_by"])
+        rows = body.pop("rows")
+        page = rows[offset : offset + data["limit"]]
+        if _wants_csv(request):
+            return _csv_stream(page, "pages.csv")
+        following = offset + data["limit"]
+        body["next"] = _encode_cursor(following) if following < len(rows) else None
+        body["count"] = len(rows)
+        body["results"] = page
+        return Response(body)
+
+
+class PageView(ReportView):
+    @extend_schema(
+        summary="One page's metrics over a range",
+        operation_id="reports_page",
+        description=USERS_NOTE,
+        parameters=[PageRangeSerializer],
+        responses={
+            200: OpenApiTypes.OBJECT,
+            404: OpenApiResponse(description="No such page."),
+            **ERRORS,
+        },
+    )
+    @rate_limited(group="reports", rate_setting="METRIFLOW_RATE_REPORTS", key="user")
+    def get(self, request, page_id: int):
+        params = PageRangeSerializer(data=request.query_params)
+        params.is_valid(raise_exception=True)
+        data = params.validated_data
+        page = get_object_or_404(Page, pk=page_id)
+        body = selectors.page_report(page, data["start"], data["end"])
+        if _wants_csv(request):
+            return _csv_stream([body], f"page-{page_id}.csv")
+        return Response(body)
+
+
+# ------------------------------------------------------------------ identity
+
+
+class RegisterView(APIView):
+    permission_classes = [AllowAny]
+    authentication_classes: list = []
+
+    @extend_schema(
+        summary="Create an account",
+        request=RegisterSerializer,
+        responses={
+            201: inline_serializer(
+                "Registered",
+                {"id": serializers.IntegerField(), "username": serializers.CharField()},
+            ),
+            400: ERRORS[400],
+            429: ERRORS[429],
+        },
+    )
+    @rate_limited(group="auth", rate_setting="METRIFLOW_RATE_AUTH", key="ip")
+    def post(self, request):
+        payload = RegisterSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        user = services.register_user(**payload.validated_data)
+        return Response({"id": user.pk, "username": user.username}, status=status.HTTP_201_CREATED)
+
+
+class TokenView(TokenObtainPairView):
+    """Access and refresh tokens for a username and password."""
+
+    @rate_limited(group="auth", rate_setting="METRIFLOW_RATE_AUTH", key="ip")
+    def post(self, request, *args, **kwargs):
+        return super().post(request, *args, **kwargs)
+
+
+class RefreshView(TokenRefreshView):
+    """A new access token (and a rotated refresh token; the old one is blacklisted)."""
+
+    @rate_limited(group="auth", rate_setting="METRIFLOW_RATE_AUTH", key="ip")
+    def post(self, request, *args, **kwargs):
+        return super().post(request, *args, **kwargs)
+
+
+class LogoutView(APIView):
+    permission_classes = [AllowAny]
+    authentication_classes: list = []
+
+    @extend_schema(
+        summary="Blacklist a refresh token",
+        request=LogoutSerializer,
+        responses={205: OpenApiResponse(description="Logged out."), 400: ERRORS[400]},
+    )
+    def post(self, request):
+        payload = LogoutSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        try:
+            services.logout(refresh=payload.validated_data["refresh"])
+        except services.TokenError as exc:
+            return Response({"refresh": [str(exc)]}, status=status.HTTP_400_BAD_REQUEST)
+        return Response(status=status.HTTP_205_RESET_CONTENT)
 
 
 class HealthView(APIView):
@@ -28,6 +300,6 @@ class HealthView(APIView):
         },
     )
     def get(self, request):
-        health = service_health()
-        status = 200 if all(health.values()) else 503
-        return Response({"ok": status == 200, "services": health}, status=status)
+        health = selectors.service_health()
+        code = 200 if all(health.values()) else 503
+        return Response({"ok": code == 200, "services": health}, status=code)

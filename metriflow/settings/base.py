@@ -173,6 +173,11 @@ METRIFLOW_INGEST_PARALLEL = env.int("METRIFLOW_INGEST_PARALLEL", default=2)
 METRIFLOW_PIPELINE_TRIGGER = env.bool("METRIFLOW_PIPELINE_TRIGGER", default=True)
 # Where `make demo` writes its generated data set.
 METRIFLOW_DATA_DIR = env.path("METRIFLOW_DATA_DIR", default=str(BASE_DIR / "data"))
+# Seconds a composed report stays in Redis (its key changes when the data does).
+METRIFLOW_REPORT_CACHE_SECONDS = env.int("METRIFLOW_REPORT_CACHE_SECONDS", default=3600)
+# Most buckets one timeseries answer may hold; most rows one page of top pages.
+METRIFLOW_MAX_BUCKETS = env.int("METRIFLOW_MAX_BUCKETS", default=2000)
+METRIFLOW_MAX_PAGE_SIZE = env.int("METRIFLOW_MAX_PAGE_SIZE", default=500)
 # Rate limits (django-ratelimit syntax).
 METRIFLOW_RATE_REPORTS = env.str("METRIFLOW_RATE_REPORTS", default="600/m")
 METRIFLOW_RATE_AUTH = env.str("METRIFLOW_RATE_AUTH", default="10/m")

@@ -1,0 +1,184 @@
+"""The metrics of CONTRACT section 3, composed from stored sums, counts and histograms.
+
+A *partial* is what one piece of a range contributes: traffic sums, and per
+strategy the samples, score sum and per vital n / good / poor and a
+histogram (a Counter of bucket -> count). Partials add up; the metrics are
+computed once, from the total. Histogram buckets mirror ``sql/functions/
+stages.sql`` (docs/metrics.md).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+
+STRATEGIES = ("mobile", "desktop")
+VITALS = ("lcp_ms", "fcp_ms", "inp_ms", "ttfb_ms", "cls")
+THRESHOLDS = {  # good: value <= first; poor: value > second
+    "lcp_ms": (2500, 4000),
+    "fcp_ms": (1800, 3000),
+    "inp_ms": (200, 500),
+    "ttfb_ms": (800, 1800),
+    "cls": (0.1, 0.25),
+}
+TRAFFIC = ("users", "sessions", "views", "bounces", "engagement_seconds")
+PERCENTILES = (("p50", 0.50), ("p75", 0.75), ("p95", 0.95))
+_MIN = 1e-4
+_GAMMA = 1.04
+_LOW32 = 0xFFFFFFFF
+
+
+def bucket_of(value: float) -> int:
+    if value <= 0:
+        return 0
+    return max(1, math.floor(math.log(value / _MIN) / math.log(_GAMMA)) + 1)
+
+
+def bucket_value(bucket: int) -> float:
+    if bucket <= 0:
+        return 0.0
+    return 2 * _MIN * _GAMMA**bucket / (1 + _GAMMA)
+
+
+def add_histogram(counter: Counter, elements: list[int] | None) -> None:
+    for element in elements or ():
+        counter[element >> 32] += element & _LOW32
+
+
+def percentile(counter: Counter, p: float) -> float | None:
+    total = sum(counter.values())
+    if not total:
+        return None
+    rank = math.ceil(p * total)
+    running = 0
+    for bucket in sorted(counter):
+        running += counter[bucket]
+        if running >= rank:
+            return bucket_value(bucket)
+    return None  # unreachable
+
+
+@dataclass
+class VitalPart:
+    n: int = 0
+    good: int = 0
+    poor: int = 0
+    hist: Counter = field(default_factory=Counter)
+
+    def add(self, other: VitalPart) -> None:
+        self.n += other.n
+        self.good += other.good
+        self.poor += other.poor
+        self.hist.update(other.hist)
+
+
+@dataclass
+class StrategyPart:
+    samples: int = 0
+    score_sum: float = 0.0
+    vitals: dict[str, VitalPart] = field(default_factory=lambda: {v: VitalPart() for v in VITALS})
+
+    def add(self, other: StrategyPart) -> None:
+        self.samples += other.samples
+        self.score_sum += other.score_sum
+        for vital in VITALS:
+            self.vitals[vital].add(other.vitals[vital])
+
+
+@dataclass
+class Partial:
+    traffic: dict[str, float] = field(default_factory=lambda: dict.fromkeys(TRAFFIC, 0))
+    strategies: dict[str, StrategyPart] = field(
+        default_factory=lambda: {s: StrategyPart() for s in STRATEGIES}
+    )
+
+    def add(self, other: Partial) -> None:
+        for key in TRAFFIC:
+            self.traffic[key] += other.traffic[key]
+        for strategy in STRATEGIES:
+            self.strategies[strategy].add(other.strategies[strategy])
+
+    @classmethod
+    def from_aggregate_row(cls, row: dict) -> Partial:
+        """From a row of an aggregate table (or sums over rows), keyed by column name."""
+        part = cls()
+        for key in TRAFFIC:
+            part.traffic[key] = row.get(key) or 0
+        for strategy in STRATEGIES:
+            target = part.strategies[strategy]
+            target.samples = row.get(f"{strategy}_samples") or 0
+            target.score_sum = row.get(f"{strategy}_score_sum") or 0.0
+            for vital in VITALS:
+                v = target.vitals[vital]
+                v.n = row.get(f"{strategy}_{vital}_n") or 0
+                v.good = row.get(f"{strategy}_{vital}_good") or 0
+                v.poor = row.get(f"{strategy}_{vital}_poor") or 0
+                add_histogram(v.hist, row.get(f"{strategy}_{vital}_hist"))
+        return part
+
+    def add_page_hour(self, row: dict) -> None:
+        """Adds one page-hour row (raw values)."""
+        if row.get("users") is not None:
+            for key in TRAFFIC:
+                self.traffic[key] += row[key]
+        for strategy in STRATEGIES:
+            score = row.get(f"{strategy}_score")
+            if score is None:
+                continue
+            target = self.strategies[strategy]
+            target.samples += 1
+            target.score_sum += score
+            for vital in VITALS:
+                value = row.get(f"{strategy}_{vital}")
+                if value is None:
+                    continue
+                good, poor = THRESHOLDS[vital]
+                v = target.vitals[vital]
+                v.n += 1
+                v.good += value <= good
+                v.poor += value > poor
+                v.hist[bucket_of(value)] += 1
+
+
+def _ratio(numerator: float, denominator: float) -> float | None:
+    return numerator / denominator if denominator else None
+
+
+def _strategy_metrics(part: StrategyPart) -> dict:
+    out: dict = {
+        "samples": part.samples,
+        "performance_score_avg": _ratio(part.score_sum, part.samples),
+    }
+    for vital in VITALS:
+        v = part.vitals[vital]
+        metrics = {name: percentile(v.hist, p) for name, p in PERCENTILES}
+        metrics.update(
+            samples=v.n,
+            good=_ratio(v.good, v.n),
+            needs_improvement=_ratio(v.n - v.good - v.poor, v.n),
+            poor=_ratio(v.poor, v.n),
+        )
+        out[vital] = metrics
+    return out
+
+
+def metrics_of(part: Partial) -> dict:
+    """Every metric of CONTRACT section 3 from a total."""
+    t = part.traffic
+    both = StrategyPart()
+    for strategy in STRATEGIES:
+        both.add(part.strategies[strategy])
+    return {
+        "traffic": {
+            **{k: t[k] for k in TRAFFIC},
+            "bounce_rate": _ratio(t["bounces"], t["sessions"]),
+            "avg_engagement_seconds": _ratio(t["engagement_seconds"], t["sessions"]),
+            "views_per_session": _ratio(t["views"], t["sessions"]),
+        },
+        "performance": {
+            "mobile": _strategy_metrics(part.strategies["mobile"]),
+            "desktop": _strategy_metrics(part.strategies["desktop"]),
+            "both": _strategy_metrics(both),
+        },
+    }
