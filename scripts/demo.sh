@@ -35,9 +35,32 @@ else
 fi
 $PY manage.py pipeline status
 
-step "4/4 report"
-if has_command report; then
-  $PY manage.py report
-else
-  echo "report: the reporting API is not built yet (issue #5)"
+step "4/4 report over HTTP"
+PORT=${DEMO_PORT:-8080}
+BASE="http://127.0.0.1:$PORT"
+PIDFILE=var/demo-api.pid
+mkdir -p var
+if [ -f "$PIDFILE" ] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null; then
+  kill "$(cat "$PIDFILE")" && sleep 1   # the API a previous demo left running
 fi
+GUNICORN_BIND="127.0.0.1:$PORT" GUNICORN_WORKERS=2 GUNICORN_ACCESS_LOG=var/demo-api.log \
+  .venv/bin/gunicorn metriflow.wsgi:application --config metriflow/gunicorn.conf.py \
+  --daemon --pid "$PIDFILE" --error-logfile var/demo-api.log
+for _ in $(seq 1 60); do
+  curl -fsS "$BASE/api/health" >/dev/null 2>&1 && break
+  sleep 0.5
+done
+read -r FIRST LAST < <($PY -c "import json,sys; m=json.load(open('$DATA/manifest.json')); \
+print(m['hours']['first'], m['hours']['last'])")
+TO=$($PY -c "from datetime import datetime, timedelta; \
+print((datetime.fromisoformat('$LAST'.replace('Z', '+00:00')) + timedelta(hours=1)).strftime('%Y-%m-%dT%H:%M:%SZ'))")
+$PY scripts/demo_report.py "$BASE" "$FIRST" "$TO" demo "${DEMO_PASSWORD:-metriflow-Demo-2024}"
+
+cat <<TXT
+
+The API keeps running (pid $(cat "$PIDFILE"); stop it with: kill \$(cat $PIDFILE)):
+  Swagger UI   $BASE/api/docs/   (also $BASE/swagger/; log in with POST /api/auth/token)
+  OpenAPI      $BASE/api/schema/
+  Admin        $BASE/admin/      (create a staff user: .venv/bin/python manage.py createsuperuser)
+  Flower       http://127.0.0.1:5555/   (start it with: make flower; workers: make worker QUEUE=...)
+TXT

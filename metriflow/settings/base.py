@@ -160,6 +160,8 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Traffic (GA) and performance (PSI) reports over any date range.",
     "VERSION": "0.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Swagger UI keeps the Bearer token entered with "Authorize" across reloads.
+    "SWAGGER_UI_SETTINGS": {"persistAuthorization": True},
 }
 
 # --- Metriflow ---------------------------------------------------------------------
