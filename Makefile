@@ -8,10 +8,10 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv services migrate demo test lint format bench-loadgen bench-ingest bench-pipeline clean api worker beat flower
+.PHONY: help venv services migrate demo test lint format bench-loadgen bench-ingest bench-pipeline bench-api clean api worker beat flower
 
 help:
-	@echo "make demo | test | lint | format | bench-loadgen | bench-ingest | bench-pipeline | services | migrate | clean"
+	@echo "make demo | test | lint | format | bench-loadgen | bench-ingest | bench-pipeline | bench-api | services | migrate | clean"
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -52,6 +52,11 @@ bench-ingest: venv services
 # The stages over an ingested data set, then a 1% late batch; RECORDS=... per source.
 bench-pipeline: venv services
 	$(PY) -m pipeline.bench $(if $(RECORDS),--records $(RECORDS))
+
+# The API under wrk over a 2.6M-record data set (needs wrk: apt-get install wrk).
+bench-api: venv services
+	command -v wrk >/dev/null || apt-get install -y -q wrk >/dev/null
+	$(PY) -m reporting.bench $(if $(RECORDS),--records $(RECORDS))
 
 clean:
 	rm -rf $(VENV) data var .pytest_cache .ruff_cache

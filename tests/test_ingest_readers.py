@@ -186,3 +186,13 @@ def test_raw_text_falls_back_to_the_record_reserialised():
     chunks = list(read_chunks(stream, detect_layout(stream)))
     texts = [c.raw_text(i) for c in chunks for i in range(len(c.records))]
     assert [json.loads(t) for t in texts] == [{"a": 1}, {"a": 2}]
+
+
+def test_ndjson_lines_never_realign_across_line_breaks():
+    # Joined into one array these would parse as three records; line by line the
+    # split value is two bad lines and the line with two values is a bad line.
+    data = b'{"a":[1\n2]}\n{"c":3},{"d":4}\n{"e":5}\n'
+    got, _, broken = read_all(data, block_size=1 << 20)
+    assert broken is None
+    assert [type(r).__name__ for r in got] == ["Unreadable", "Unreadable", "Unreadable", "dict"]
+    assert got[3] == {"e": 5}

@@ -291,14 +291,10 @@ def _ndjson_chunks(
         else:
             block, carry = buffer, b""
         lines = [line for line in block.split(b"\n") if line.strip(_WS)]
-        records: list = []
         if lines:
-            try:
-                records = decode(b"[" + b",".join(lines) + b"]")
-            except BlockSyntaxError:
-                records = []
-            if len(records) != len(lines):  # a bad line, or a line with several values
-                records = [_ndjson_line(line, decode) for line in lines]
+            # Line by line: joining lines into one array could realign records
+            # across lines (a value split over two lines beside a line with two).
+            records = [_ndjson_line(line, decode) for line in lines]
             yield Chunk(position, records, block)
             position += len(records)
         if not data:
