@@ -21,6 +21,7 @@ from django.core.cache import cache
 from django.db import connection
 from django.db.models import Aggregate, BigIntegerField, Count, F, Max, Q, Sum
 
+from pipeline import dataversion
 from pipeline.models import IngestBatch, Page, PipelineDirty, PipelineLedger
 
 from .metrics import STRATEGIES, THRESHOLDS, TRAFFIC, VITALS, Partial, metrics_of
@@ -40,13 +41,6 @@ GRANULARITY_LEVEL = {
     "month": "month",
     "year": "year",
 }
-
-
-class HistMerge(Aggregate):
-    """Merges sparse histograms (``hist_merge_agg`` in SQL)."""
-
-    function = "hist_merge_agg"
-    output_field = ArrayField(BigIntegerField())
 
 
 class HistOfValues(Aggregate):
@@ -85,7 +79,6 @@ def _aggregate_expressions() -> dict:
         for vital in VITALS:
             for name in ("n", "good", "poor"):
                 exprs[f"{strategy}_{vital}_{name}"] = Sum(f"{strategy}_{vital}_{name}")
-            exprs[f"{strategy}_{vital}_hist"] = HistMerge(f"{strategy}_{vital}_hist")
     return exprs
 
 
@@ -107,8 +100,53 @@ def _page_hour_expressions() -> dict:
     return exprs
 
 
-AGGREGATES = _aggregate_expressions()
-PAGE_HOUR_AGGREGATES = _page_hour_expressions()
+AGGREGATES = {k: v for k, v in _aggregate_expressions().items() if not k.endswith("_hist")}
+PAGE_HOUR_AGGREGATES = {
+    k: v for k, v in _page_hour_expressions().items() if not k.endswith("_hist")
+}
+HIST_KEYS = [f"{s}_{v}" for s in STRATEGIES for v in VITALS]
+
+
+def _histograms(piece: Piece, filters: Filters, group: str | None) -> dict:
+    """Merged histograms of a piece: {group value: {"<strategy>_<vital>_hist": elements}}.
+
+    Set-based in SQL (unnest, then sum per bucket), linear in the number of
+    elements; the ORM builds the filtered inner query.
+    """
+    level_is_hour = piece.level == "hour"
+    columns = HIST_KEYS if level_is_hour else [f"{k}_hist" for k in HIST_KEYS]
+    inner_fields = ([group] if group else []) + columns
+    inner, params = _queryset(piece, filters).values(*inner_fields).query.sql_with_params()
+    pairs = ", ".join(f"({i}, a.{c})" for i, c in enumerate(columns))
+    group_sql = "a.group_key, " if group else ""
+    if group:
+        inner = inner.replace(" FROM ", f", {_column_sql(piece, group)} AS group_key FROM ", 1)
+    if level_is_hour:
+        sql = (
+            f"SELECT {group_sql}h.k, hist_bucket(h.v)::bigint AS b, count(*) FROM ({inner}) a "
+            f"CROSS JOIN LATERAL (VALUES {pairs}) AS h(k, v) WHERE h.v IS NOT NULL "
+            f"GROUP BY {group_sql}h.k, b"
+        )
+    else:
+        sql = (
+            f"SELECT {group_sql}h.k, e >> 32 AS b, sum(e & 4294967295) FROM ({inner}) a "
+            f"CROSS JOIN LATERAL (VALUES {pairs}) AS h(k, arr) "
+            f"CROSS JOIN LATERAL unnest(h.arr) AS e GROUP BY {group_sql}h.k, b"
+        )
+    out: dict = {}
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        for row in cursor.fetchall():
+            key, (k, bucket, count) = (row[0], row[1:]) if group else (None, row)
+            hist = out.setdefault(key, {}).setdefault(f"{HIST_KEYS[k]}_hist", [])
+            hist.append((int(bucket) << 32) | int(count))
+    return out
+
+
+def _column_sql(piece: Piece, field: str) -> str:
+    model = PageHour if piece.level == "hour" else LEVEL_MODELS[piece.level]
+    column = model._meta.get_field(field).column
+    return f'"{model._meta.db_table}"."{column}"'
 
 
 def _queryset(piece: Piece, filters: Filters):
@@ -128,16 +166,26 @@ def range_partial(start: datetime, end: datetime, filters: Filters) -> Partial:
     total = Partial()
     for piece in decompose(start, end, settings.METRIFLOW_INTERVAL_HOURS):
         row = _queryset(piece, filters).aggregate(**_expressions(piece.level))
+        row.update(_histograms(piece, filters, None).get(None, {}))
         total.add(Partial.from_aggregate_row(row))
     return total
+
+
+def _grouped_partials(piece: Piece, filters: Filters, group: str) -> dict:
+    rows = _queryset(piece, filters).values(group).annotate(**_expressions(piece.level))
+    hists = _histograms(piece, filters, group)
+    out = {}
+    for row in rows:
+        row.update(hists.get(row[group], {}))
+        out[row[group]] = Partial.from_aggregate_row(row)
+    return out
 
 
 def range_partials_by_page(start: datetime, end: datetime, filters: Filters) -> dict:
     per_page: dict[int, Partial] = {}
     for piece in decompose(start, end, settings.METRIFLOW_INTERVAL_HOURS):
-        rows = _queryset(piece, filters).values("page_id").annotate(**_expressions(piece.level))
-        for row in rows:
-            per_page.setdefault(row["page_id"], Partial()).add(Partial.from_aggregate_row(row))
+        for page_id, part in _grouped_partials(piece, filters, "page_id").items():
+            per_page.setdefault(page_id, Partial()).add(part)
     return per_page
 
 
@@ -168,8 +216,10 @@ def freshness(start: datetime, end: datetime) -> dict:
 # ------------------------------------------------------------------ reports
 
 
-def _cached(kind: str, params: dict, fresh: dict, compute):
-    version = fresh["pipeline_run_at"].isoformat() if fresh["pipeline_run_at"] else "none"
+def _cached(kind: str, params: dict, compute):
+    """The answer from Redis, or computed and stored, under a key that includes the data
+    version (bumped by the pipeline after every change), so it is never stale."""
+    version = dataversion.current()
     raw = json.dumps([kind, params, version, settings.METRIFLOW_INTERVAL_HOURS], default=str)
     key = "report:" + hashlib.sha256(raw.encode()).hexdigest()
     answer = cache.get(key)
@@ -180,10 +230,14 @@ def _cached(kind: str, params: dict, fresh: dict, compute):
 
 
 def summary(start: datetime, end: datetime, filters: Filters) -> dict:
-    fresh = freshness(start, end)
     params = {"from": start, "to": end, "filters": filters.key()}
-    body = _cached("summary", params, fresh, lambda: metrics_of(range_partial(start, end, filters)))
-    return {"from": start, "to": end, **body, "freshness": fresh}
+
+    def compute() -> dict:
+        fresh = freshness(start, end)
+        body = metrics_of(range_partial(start, end, filters))
+        return {"from": start, "to": end, **body, "freshness": fresh}
+
+    return _cached("summary", params, compute)
 
 
 def bucket_starts(granularity: str, start: datetime, end: datetime) -> list[datetime]:
@@ -197,10 +251,10 @@ def bucket_starts(granularity: str, start: datetime, end: datetime) -> list[date
 
 
 def timeseries(granularity: str, start: datetime, end: datetime, filters: Filters) -> dict:
-    fresh = freshness(start, end)
     params = {"g": granularity, "from": start, "to": end, "filters": filters.key()}
 
-    def compute() -> list[dict]:
+    def compute() -> dict:
+        fresh = freshness(start, end)
         points = []
         for bucket in bucket_starts(granularity, start, end):
             b_end = unit_end(
@@ -216,8 +270,7 @@ def timeseries(granularity: str, start: datetime, end: datetime, filters: Filter
             level = GRANULARITY_LEVEL[granularity]
             piece = Piece(level, whole[0]["start"], whole[-1]["end"])
             column = "hour" if level == "hour" else "period_start"
-            rows = _queryset(piece, filters).values(column).annotate(**_expressions(level))
-            grouped = {row[column]: Partial.from_aggregate_row(row) for row in rows}
+            grouped = _grouped_partials(piece, filters, column)
         series = []
         for point in points:
             if point in whole:
@@ -225,16 +278,15 @@ def timeseries(granularity: str, start: datetime, end: datetime, filters: Filter
             else:
                 part = range_partial(point["partial"], point["upto"], filters)
             series.append({"start": point["partial"], "end": point["upto"], **metrics_of(part)})
-        return series
+        return {
+            "from": start,
+            "to": end,
+            "granularity": granularity,
+            "series": series,
+            "freshness": fresh,
+        }
 
-    series = _cached("timeseries", params, fresh, compute)
-    return {
-        "from": start,
-        "to": end,
-        "granularity": granularity,
-        "series": series,
-        "freshness": fresh,
-    }
+    return _cached("timeseries", params, compute)
 
 
 ORDERINGS = {
@@ -253,10 +305,10 @@ ORDERINGS = {
 
 def top_pages(start: datetime, end: datetime, filters: Filters, order_by: str) -> dict:
     """Every matching page with its metrics, in the requested order (paginated by the view)."""
-    fresh = freshness(start, end)
     params = {"from": start, "to": end, "filters": filters.key(), "order": order_by}
 
-    def compute() -> list[dict]:
+    def compute() -> dict:
+        fresh = freshness(start, end)
         per_page = range_partials_by_page(start, end, filters)
         pages = Page.objects.in_bulk(list(per_page))
         rows = []
@@ -274,10 +326,10 @@ def top_pages(start: datetime, end: datetime, filters: Filters, order_by: str) -
 
         rows.sort(key=lambda r: r["page"]["id"])
         rows.sort(key=value, reverse=descending)
-        return rows
+        return {"from": start, "to": end, "order_by": order_by, "rows": rows, "freshness": fresh}
 
-    rows = _cached("pages", params, fresh, compute)
-    return {"from": start, "to": end, "order_by": order_by, "rows": rows, "freshness": fresh}
+    body = _cached("pages", params, compute)
+    return {**body, "rows": list(body["rows"])}
 
 
 def page_report(page: Page, start: datetime, end: datetime) -> dict:

@@ -568,6 +568,10 @@ def _ingest_file(
     finally:
         stream.close()
     result.seconds = time.perf_counter() - started
+    if result.status in ("loaded", "broken"):
+        from pipeline import dataversion
+
+        dataversion.bump()  # reports over this batch's hours are now pending
     if on_committed:
         on_committed(result.batch_id)
     return result
