@@ -129,3 +129,25 @@ def test_a_worker_killed_mid_stage_only_delays_the_result(tmp_path, pipeline_env
     finally:
         stop(survivor)
     assert_every_stage_matches(files)
+
+
+def test_a_task_that_fails_for_good_is_dead_lettered(pipeline_env):
+    """A data error is not retried: the message is rejected to the dead-letter queue."""
+    with app.connection_for_write() as conn:
+        conn.default_channel.queue_purge("dead_letter")
+    worker = start_worker(pipeline_env, "dlq")
+    try:
+        result = app.send_task("pipeline.stage.staged", kwargs={"batch_id": 987654321})
+        deadline = time.monotonic() + 60
+        dead = []
+        while time.monotonic() < deadline and not dead:
+            with app.connection_for_write() as conn:
+                message = conn.default_channel.basic_get("dead_letter", no_ack=True)
+            if message is not None:
+                dead.append(message)
+            else:
+                time.sleep(0.3)
+    finally:
+        stop(worker)
+    assert dead, "the failed task never reached the dead-letter queue"
+    assert dead[0].headers["id"] == result.id
