@@ -17,7 +17,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.permissions import AllowAny
-from rest_framework.renderers import BaseRenderer, BrowsableAPIRenderer, JSONRenderer
+from rest_framework.renderers import BaseRenderer, BrowsableAPIRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
@@ -26,6 +26,7 @@ from pipeline.models import Page
 
 from . import selectors, services
 from .ratelimits import rate_limited
+from .renderers import OrjsonRenderer
 from .serializers import (
     LogoutSerializer,
     PageRangeSerializer,
@@ -59,7 +60,7 @@ class CSVRenderer(BaseRenderer):
         return _csv_text([_flatten(data)] if isinstance(data, dict) else data).encode()
 
 
-RENDERERS = [JSONRenderer, BrowsableAPIRenderer, CSVRenderer]
+RENDERERS = [OrjsonRenderer, BrowsableAPIRenderer, CSVRenderer]
 
 
 def _flatten(data: dict, prefix: str = "") -> dict:
