@@ -156,6 +156,9 @@ class PipelineLedger(models.Model):
         return f"{self.stage} {window} ({self.status})"
 
 
+ALL_HOURS = (1 << 24) - 1  # an hour mask holding the whole day
+
+
 class PipelineDirty(models.Model):
     """A (page, period) key a stage must recompute."""
 
@@ -164,6 +167,8 @@ class PipelineDirty(models.Model):
     period_start = models.DateTimeField()
     page_id = models.IntegerField()
     marked_at = models.DateTimeField()
+    # Page and interval keys: the dirty hours of the day, bit n = hour n (UTC).
+    hours = models.IntegerField(default=ALL_HOURS)
 
     class Meta:
         managed = False

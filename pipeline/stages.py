@@ -8,8 +8,8 @@ counts). It is called by the Celery tasks, by ``manage.py pipeline`` and by
 the admin; none of them hold logic of their own.
 
 Windows: the staged stage works on one ingest batch; page, interval and daily
-on one calendar month of dirty (page, day) keys; monthly and yearly on one
-calendar year.
+on one calendar month of dirty (page, day) keys (page and interval keys carry
+the mask of their dirty hours); monthly and yearly on one calendar year.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 import psycopg
 from django.conf import settings
 
+from . import dataversion
 from .ingest.service import conninfo
 
 logger = logging.getLogger(__name__)
@@ -119,6 +120,7 @@ def run_staged(batch_id: int) -> StageRun:
             millis = int((time.perf_counter() - started) * 1000)
             _ledger_finish(conn, ledger_id, rows_in, rows_out, millis)
             conn.commit()
+        dataversion.bump()
     except Exception as exc:
         _ledger_fail("staged", batch_id, None, None, exc)
         raise
@@ -154,6 +156,7 @@ def run_window(stage: str, start: datetime) -> StageRun:
             millis = int((time.perf_counter() - started) * 1000)
             _ledger_finish(conn, ledger_id, rows_in, rows_out, millis)
             conn.commit()
+        dataversion.bump()
     except Exception as exc:
         _ledger_fail(stage, None, start, end, exc)
         raise
@@ -194,7 +197,8 @@ def drain(stages: tuple[str, ...] = STAGES) -> list[StageRun]:
 
 
 def mark_range_dirty(start: datetime, end: datetime) -> int:
-    """Marks every staged (page, day) in [start, end) dirty for the page stage (a rebuild)."""
+    """Marks every staged (page, day) in [start, end) dirty for the page stage (a rebuild),
+    whole days: a key already dirty for some of its hours gets all of them."""
     with connect() as conn:
         count = conn.execute(
             "INSERT INTO pipeline_dirty (stage, period_start, page_id) "
@@ -202,7 +206,8 @@ def mark_range_dirty(start: datetime, end: datetime) -> int:
             "  SELECT page_id, hour FROM staged_ga WHERE hour >= %(s)s AND hour < %(e)s "
             "  UNION ALL "
             "  SELECT page_id, hour FROM staged_psi WHERE hour >= %(s)s AND hour < %(e)s"
-            ") AS touched ON CONFLICT DO NOTHING",
+            ") AS touched ON CONFLICT (stage, period_start, page_id) DO UPDATE "
+            "SET hours = EXCLUDED.hours WHERE pipeline_dirty.hours <> EXCLUDED.hours",
             {"s": start, "e": end},
         ).rowcount
         conn.commit()

@@ -201,9 +201,24 @@ def assert_every_stage_matches(paths) -> None:
 
 
 def snapshot() -> dict:
+    """Every stage table, bit for bit; histograms are multisets (an interval or
+    daily histogram may list its buckets in any order), so they are compared
+    normalised with hist_merge."""
     tables = ("staged_ga", "staged_psi", "page_hour", "agg_interval", "agg_daily",
               "agg_monthly", "agg_yearly")  # fmt: skip
-    return {t: sorted(map(repr, query(f"SELECT * FROM {t}"))) for t in tables}
+    out = {}
+    for table in tables:
+        columns = [
+            f"hist_merge({c})" if c.endswith("_hist") else c
+            for (c,) in query(
+                "SELECT column_name::text FROM information_schema.columns "
+                "WHERE table_schema = current_schema() AND table_name = %s "
+                "ORDER BY ordinal_position",
+                [table],
+            )
+        ]
+        out[table] = sorted(map(repr, query(f"SELECT {', '.join(columns)} FROM {table}")))
+    return out
 
 
 # ----------------------------------------------------------------- tests

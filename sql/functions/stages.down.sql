@@ -9,6 +9,8 @@ DROP FUNCTION IF EXISTS _interval_select_list();
 DROP FUNCTION IF EXISTS stage_page(timestamptz, timestamptz);
 DROP FUNCTION IF EXISTS stage_staged(bigint);
 DROP FUNCTION IF EXISTS interval_start(timestamptz, integer);
+DROP FUNCTION IF EXISTS interval_bits(timestamptz, integer);
+DROP FUNCTION IF EXISTS hour_bit(timestamptz);
 DROP FUNCTION IF EXISTS utc_trunc(text, timestamptz);
 DROP FUNCTION IF EXISTS hist_percentile(bigint[], double precision);
 DROP AGGREGATE IF EXISTS hist_merge_agg(bigint[]);

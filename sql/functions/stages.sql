@@ -7,7 +7,10 @@
 -- them, and marks the next stage's keys dirty, all in one transaction. A
 -- failure rolls the keys back; running a stage twice equals running it once.
 -- Dirty keys are (page, day) for the page, interval and daily stages,
--- (page, month) for monthly and (page, year) for yearly.
+-- (page, month) for monthly and (page, year) for yearly. Page and interval
+-- keys carry an hour mask (pipeline_dirty.hours): the page stage rewrites
+-- only the key's dirty hours and the interval stage only the intervals that
+-- hold one, so a late batch's cost follows the page-hours it touched.
 --
 -- Web-vital histograms (docs/metrics.md): sparse log buckets, element
 -- bucket << 32 | count. Bucket 0 holds values <= 0; bucket k >= 1 holds
@@ -73,99 +76,151 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
 $$;
 
 -- ------------------------------------------------------------ helpers
+-- Both are built from immutable functions only (date_trunc(text, timestamptz,
+-- text) and timestamptz + interval are merely stable), so the planner inlines
+-- them instead of calling a SQL function per row.
 CREATE OR REPLACE FUNCTION utc_trunc(unit text, ts timestamptz) RETURNS timestamptz
-LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT date_trunc(unit, ts, 'UTC') $$;
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT date_trunc(unit, ts AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'
+$$;
 
+-- Hour masks of dirty keys (pipeline_dirty.hours, bit n = hour n of the UTC
+-- day): the bit of ts's hour, and the bits of the interval of `hours` hours
+-- that holds ts.
+CREATE OR REPLACE FUNCTION hour_bit(ts timestamptz) RETURNS integer
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT 1 << date_part('hour', ts AT TIME ZONE 'UTC')::integer
+$$;
+
+CREATE OR REPLACE FUNCTION interval_bits(ts timestamptz, hours integer) RETURNS integer
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT ((1 << hours) - 1) << (date_part('hour', ts AT TIME ZONE 'UTC')::integer / hours * hours)
+$$;
+
+-- The start of the interval of `hours` hours (a divisor of 24) holding ts.
 CREATE OR REPLACE FUNCTION interval_start(ts timestamptz, hours integer) RETURNS timestamptz
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-    SELECT date_trunc('day', ts, 'UTC')
-         + make_interval(hours => (extract(hour FROM ts AT TIME ZONE 'UTC')::integer / hours) * hours)
+    SELECT date_bin(make_interval(hours => hours), ts AT TIME ZONE 'UTC',
+                    timestamp '2000-01-01') AT TIME ZONE 'UTC'
 $$;
+
+-- Every stage procedure runs with jit off (compiling its large expressions
+-- took ~0.45 s per window, more than the work of a late batch's window) and
+-- with work_mem large enough to sort and hash a month window in memory.
 
 -- ------------------------------------------------------------ staged
 -- One ingest batch: the last record of each natural key in the batch
--- (highest position), upserted where it is newer than what staged holds
+-- (highest position), written where it is newer than what staged holds
 -- (batch, then position), so batches may be staged in any order. Marks the
--- (page, day) of every key it changed dirty for the page stage.
+-- (page, day) of every key it changed dirty for the page stage, with the
+-- changed hours in the key's hour mask.
+--
+-- Existing keys are updated and new keys inserted by an anti-join, in one
+-- statement: cheaper than INSERT ... ON CONFLICT, whose speculative insertion
+-- costs an extra index probe per row on a load that is mostly new keys. The
+-- staged stages of different batches are serialised by a table lock (reads
+-- of staged are not blocked), so no key appears between probe and insert.
 CREATE OR REPLACE FUNCTION stage_staged(p_batch bigint, OUT rows_in bigint, OUT rows_out bigint)
-LANGUAGE plpgsql AS $fn$
+LANGUAGE plpgsql SET jit = off SET work_mem = '128MB' AS $fn$
 DECLARE
     v_source text;
 BEGIN
     SELECT source INTO STRICT v_source FROM ingest_batch WHERE id = p_batch;
     IF v_source = 'ga' THEN
-        WITH src AS (
+        LOCK TABLE staged_ga IN SHARE ROW EXCLUSIVE MODE;
+        WITH src AS MATERIALIZED (
             SELECT DISTINCT ON (page_id, hour) *
             FROM raw_ga WHERE batch_id = p_batch
             ORDER BY page_id, hour, position DESC
-        ), up AS (
-            INSERT INTO staged_ga AS s (hour, page_id, users, sessions, views, bounces,
-                                        engagement_seconds, batch_id, position)
+        ), upd AS (
+            UPDATE staged_ga AS s SET
+                users = src.users, sessions = src.sessions, views = src.views,
+                bounces = src.bounces, engagement_seconds = src.engagement_seconds,
+                batch_id = src.batch_id, position = src.position
+            FROM src
+            WHERE s.page_id = src.page_id AND s.hour = src.hour
+              AND (s.batch_id, s.position) < (src.batch_id, src.position)
+            RETURNING s.page_id, s.hour
+        ), ins AS (
+            INSERT INTO staged_ga (hour, page_id, users, sessions, views, bounces,
+                                   engagement_seconds, batch_id, position)
             SELECT hour, page_id, users, sessions, views, bounces, engagement_seconds,
                    batch_id, position
             FROM src
-            ON CONFLICT (page_id, hour) DO UPDATE SET
-                users = EXCLUDED.users, sessions = EXCLUDED.sessions, views = EXCLUDED.views,
-                bounces = EXCLUDED.bounces, engagement_seconds = EXCLUDED.engagement_seconds,
-                batch_id = EXCLUDED.batch_id, position = EXCLUDED.position
-            WHERE (s.batch_id, s.position) < (EXCLUDED.batch_id, EXCLUDED.position)
+            WHERE NOT EXISTS (SELECT FROM staged_ga s
+                              WHERE s.page_id = src.page_id AND s.hour = src.hour)
             RETURNING page_id, hour
+        ), changed AS (
+            SELECT page_id, hour FROM upd UNION ALL SELECT page_id, hour FROM ins
         ), mark AS (
-            INSERT INTO pipeline_dirty (stage, period_start, page_id)
-            SELECT DISTINCT 'page', utc_trunc('day', hour), page_id FROM up
-            ON CONFLICT DO NOTHING
+            INSERT INTO pipeline_dirty AS d (stage, period_start, page_id, hours)
+            SELECT 'page', utc_trunc('day', hour), page_id, bit_or(hour_bit(hour))
+            FROM changed GROUP BY 2, 3
+            ON CONFLICT (stage, period_start, page_id) DO UPDATE SET hours = d.hours | EXCLUDED.hours
+            WHERE d.hours <> d.hours | EXCLUDED.hours
         )
-        SELECT (SELECT count(*) FROM src), (SELECT count(*) FROM up) INTO rows_in, rows_out;
+        SELECT (SELECT count(*) FROM src), (SELECT count(*) FROM changed) INTO rows_in, rows_out;
     ELSE
-        WITH src AS (
+        LOCK TABLE staged_psi IN SHARE ROW EXCLUSIVE MODE;
+        WITH src AS MATERIALIZED (
             SELECT DISTINCT ON (page_id, utc_trunc('hour', measured_at), strategy)
                    utc_trunc('hour', measured_at) AS hour, *
             FROM raw_psi WHERE batch_id = p_batch
             ORDER BY page_id, utc_trunc('hour', measured_at), strategy, position DESC
-        ), up AS (
-            INSERT INTO staged_psi AS s (hour, page_id, strategy, measured_at,
-                                         performance_score, lcp_ms, fcp_ms, inp_ms, ttfb_ms,
-                                         cls, batch_id, position)
+        ), upd AS (
+            UPDATE staged_psi AS s SET
+                measured_at = src.measured_at, performance_score = src.performance_score,
+                lcp_ms = src.lcp_ms, fcp_ms = src.fcp_ms, inp_ms = src.inp_ms,
+                ttfb_ms = src.ttfb_ms, cls = src.cls,
+                batch_id = src.batch_id, position = src.position
+            FROM src
+            WHERE s.page_id = src.page_id AND s.hour = src.hour AND s.strategy = src.strategy
+              AND (s.batch_id, s.position) < (src.batch_id, src.position)
+            RETURNING s.page_id, s.hour
+        ), ins AS (
+            INSERT INTO staged_psi (hour, page_id, strategy, measured_at, performance_score,
+                                    lcp_ms, fcp_ms, inp_ms, ttfb_ms, cls, batch_id, position)
             SELECT hour, page_id, strategy, measured_at, performance_score, lcp_ms, fcp_ms,
                    inp_ms, ttfb_ms, cls, batch_id, position
             FROM src
-            ON CONFLICT (page_id, hour, strategy) DO UPDATE SET
-                measured_at = EXCLUDED.measured_at,
-                performance_score = EXCLUDED.performance_score,
-                lcp_ms = EXCLUDED.lcp_ms, fcp_ms = EXCLUDED.fcp_ms, inp_ms = EXCLUDED.inp_ms,
-                ttfb_ms = EXCLUDED.ttfb_ms, cls = EXCLUDED.cls,
-                batch_id = EXCLUDED.batch_id, position = EXCLUDED.position
-            WHERE (s.batch_id, s.position) < (EXCLUDED.batch_id, EXCLUDED.position)
+            WHERE NOT EXISTS (SELECT FROM staged_psi s
+                              WHERE s.page_id = src.page_id AND s.hour = src.hour
+                                AND s.strategy = src.strategy)
             RETURNING page_id, hour
+        ), changed AS (
+            SELECT page_id, hour FROM upd UNION ALL SELECT page_id, hour FROM ins
         ), mark AS (
-            INSERT INTO pipeline_dirty (stage, period_start, page_id)
-            SELECT DISTINCT 'page', utc_trunc('day', hour), page_id FROM up
-            ON CONFLICT DO NOTHING
+            INSERT INTO pipeline_dirty AS d (stage, period_start, page_id, hours)
+            SELECT 'page', utc_trunc('day', hour), page_id, bit_or(hour_bit(hour))
+            FROM changed GROUP BY 2, 3
+            ON CONFLICT (stage, period_start, page_id) DO UPDATE SET hours = d.hours | EXCLUDED.hours
+            WHERE d.hours <> d.hours | EXCLUDED.hours
         )
-        SELECT (SELECT count(*) FROM src), (SELECT count(*) FROM up) INTO rows_in, rows_out;
+        SELECT (SELECT count(*) FROM src), (SELECT count(*) FROM changed) INTO rows_in, rows_out;
     END IF;
 END
 $fn$;
 
 -- ------------------------------------------------------------ page
--- Dirty (page, day) keys in [p_from, p_to): GA and PSI of those days merged
--- per (page, hour) as a full outer join, PSI pivoted by strategy.
+-- Dirty (page, day) keys in [p_from, p_to): GA and PSI of the key's dirty
+-- hours (its hour mask) merged per (page, hour) as a full outer join, PSI
+-- pivoted by strategy. Marks the same (page, day, hours) dirty for interval.
 CREATE OR REPLACE FUNCTION stage_page(
     p_from timestamptz, p_to timestamptz, OUT rows_in bigint, OUT rows_out bigint
 )
-LANGUAGE plpgsql AS $fn$
+LANGUAGE plpgsql SET jit = off SET work_mem = '128MB' AS $fn$
 BEGIN
     -- The keys go through a temporary table: the planner then sizes them and
     -- hash-joins, where a DELETE ... RETURNING CTE would be guessed at one row.
-    CREATE TEMP TABLE IF NOT EXISTS _stage_keys (page_id integer, day timestamptz)
+    CREATE TEMP TABLE IF NOT EXISTS _stage_keys (page_id integer, day timestamptz, hours integer)
         ON COMMIT DROP;
     TRUNCATE _stage_keys;
     WITH keys AS (
         DELETE FROM pipeline_dirty
         WHERE stage = 'page' AND period_start >= p_from AND period_start < p_to
-        RETURNING page_id, period_start AS day
+        RETURNING page_id, period_start AS day, hours
     )
-    INSERT INTO _stage_keys SELECT page_id, day FROM keys;
+    INSERT INTO _stage_keys SELECT page_id, day, hours FROM keys;
     GET DIAGNOSTICS rows_in = ROW_COUNT;
     ANALYZE _stage_keys;
 
@@ -173,6 +228,7 @@ BEGIN
         SELECT g.* FROM staged_ga g
         JOIN _stage_keys k ON k.page_id = g.page_id
              AND g.hour >= k.day AND g.hour < k.day + interval '1 day'
+        WHERE k.hours & hour_bit(g.hour) <> 0
     ), psi AS (
         SELECT p.page_id, p.hour,
                max(p.performance_score) FILTER (WHERE p.strategy = 'mobile') AS m_score,
@@ -190,6 +246,7 @@ BEGIN
         FROM staged_psi p
         JOIN _stage_keys k ON k.page_id = p.page_id
              AND p.hour >= k.day AND p.hour < k.day + interval '1 day'
+        WHERE k.hours & hour_bit(p.hour) <> 0
         GROUP BY p.page_id, p.hour
     ), merged AS (
         SELECT coalesce(ga.hour, psi.hour) AS hour, coalesce(ga.page_id, psi.page_id) AS page_id,
@@ -220,9 +277,10 @@ BEGIN
     )
     SELECT count(*) INTO rows_out FROM up;
 
-    INSERT INTO pipeline_dirty (stage, period_start, page_id)
-    SELECT 'interval', day, page_id FROM _stage_keys
-    ON CONFLICT DO NOTHING;
+    INSERT INTO pipeline_dirty AS d (stage, period_start, page_id, hours)
+    SELECT 'interval', day, page_id, hours FROM _stage_keys
+    ON CONFLICT (stage, period_start, page_id) DO UPDATE SET hours = d.hours | EXCLUDED.hours
+    WHERE d.hours <> d.hours | EXCLUDED.hours;
 END
 $fn$;
 
@@ -234,17 +292,17 @@ LANGUAGE sql STABLE AS $$
     SELECT 'count(h.users) AS traffic_hours, coalesce(sum(h.users), 0) AS users, '
         || 'coalesce(sum(h.sessions), 0) AS sessions, coalesce(sum(h.views), 0) AS views, '
         || 'coalesce(sum(h.bounces), 0) AS bounces, '
-        || 'coalesce(sum(h.engagement_seconds ORDER BY h.hour), 0) AS engagement_seconds, '
+        || 'coalesce(sum(h.engagement_seconds::numeric), 0)::float8 AS engagement_seconds, '
         || string_agg(per_strategy, ', ' ORDER BY s.ord)
     FROM (
         SELECT s.ord,
                format('count(h.%1$s_score) AS %1$s_samples, '
-                      'coalesce(sum(h.%1$s_score ORDER BY h.hour), 0) AS %1$s_score_sum, ', s.name)
+                      'coalesce(sum(h.%1$s_score::numeric), 0)::float8 AS %1$s_score_sum, ', s.name)
                || string_agg(format(
                       'count(h.%1$s_%2$s) AS %1$s_%2$s_n, '
                       'count(*) FILTER (WHERE h.%1$s_%2$s <= %3$s) AS %1$s_%2$s_good, '
                       'count(*) FILTER (WHERE h.%1$s_%2$s > %4$s) AS %1$s_%2$s_poor, '
-                      'array_agg((hist_bucket(h.%1$s_%2$s)::bigint << 32) | 1 ORDER BY h.hour) '
+                      'array_agg((hist_bucket(h.%1$s_%2$s)::bigint << 32) | 1) '
                       'FILTER (WHERE h.%1$s_%2$s IS NOT NULL) AS %1$s_%2$s_hist',
                       s.name, v.name, v.good_max, v.poor_min), ', ' ORDER BY v.position)
                AS per_strategy
@@ -282,20 +340,20 @@ CREATE OR REPLACE FUNCTION stage_interval(
     p_from timestamptz, p_to timestamptz, p_hours integer,
     OUT rows_in bigint, OUT rows_out bigint
 )
-LANGUAGE plpgsql AS $fn$
+LANGUAGE plpgsql SET jit = off SET work_mem = '128MB' AS $fn$
 BEGIN
     IF p_hours NOT IN (1, 2, 3, 4, 6, 8, 12) THEN
         RAISE EXCEPTION 'interval length must divide a day: % h', p_hours USING ERRCODE = '22023';
     END IF;
-    CREATE TEMP TABLE IF NOT EXISTS _stage_keys (page_id integer, day timestamptz)
+    CREATE TEMP TABLE IF NOT EXISTS _stage_keys (page_id integer, day timestamptz, hours integer)
         ON COMMIT DROP;
     TRUNCATE _stage_keys;
     WITH keys AS (
         DELETE FROM pipeline_dirty
         WHERE stage = 'interval' AND period_start >= p_from AND period_start < p_to
-        RETURNING page_id, period_start AS day
+        RETURNING page_id, period_start AS day, hours
     )
-    INSERT INTO _stage_keys SELECT page_id, day FROM keys;
+    INSERT INTO _stage_keys SELECT page_id, day, hours FROM keys;
     GET DIAGNOSTICS rows_in = ROW_COUNT;
     ANALYZE _stage_keys;
 
@@ -303,6 +361,7 @@ BEGIN
         'SELECT interval_start(h.hour, %s), h.page_id, min(h.site_id), %s '
         'FROM page_hour h JOIN _stage_keys k ON k.page_id = h.page_id '
         '  AND h.hour >= k.day AND h.hour < k.day + interval ''1 day'' '
+        'WHERE k.hours & interval_bits(h.hour, %1$s) <> 0 '
         'GROUP BY 1, 2', p_hours, _interval_select_list()));
     GET DIAGNOSTICS rows_out = ROW_COUNT;
 
@@ -320,7 +379,7 @@ CREATE OR REPLACE FUNCTION _stage_rollup(
     p_stage text, p_from timestamptz, p_to timestamptz,
     OUT rows_in bigint, OUT rows_out bigint
 )
-LANGUAGE plpgsql AS $fn$
+LANGUAGE plpgsql SET jit = off SET work_mem = '128MB' AS $fn$
 DECLARE
     v_source text;
     v_target text;
@@ -357,12 +416,13 @@ BEGIN
     GET DIAGNOSTICS rows_in = ROW_COUNT;
     ANALYZE _rollup_keys;
 
-    -- Float sums and concatenated histograms in time order, so that a rerun
-    -- gives the same bits, whatever order the rows are read in.
+    -- Order-independent, so that a rerun gives the same bits whatever order
+    -- the rows are read in, without a sort per group and aggregate: float
+    -- sums are exact sums through numeric, histograms are multisets.
     SELECT string_agg(
-               CASE WHEN c LIKE '%\_hist' THEN format('%s(a.%I ORDER BY a.period_start)', v_hist, c)
+               CASE WHEN c LIKE '%\_hist' THEN format('%s(a.%I)', v_hist, c)
                     WHEN c IN ('engagement_seconds', 'mobile_score_sum', 'desktop_score_sum')
-                        THEN format('sum(a.%I ORDER BY a.period_start)', c)
+                        THEN format('sum(a.%I::numeric)::float8', c)
                     ELSE format('sum(a.%I)', c) END, ', ')
       INTO v_select FROM unnest(v_cols) c;
     EXECUTE _upsert_sql(v_target, format(

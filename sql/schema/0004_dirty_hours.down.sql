@@ -1,0 +1,1 @@
+ALTER TABLE pipeline_dirty DROP COLUMN hours;
