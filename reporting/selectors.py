@@ -303,9 +303,31 @@ ORDERINGS = {
 }
 
 
-def top_pages(start: datetime, end: datetime, filters: Filters, order_by: str) -> dict:
-    """Every matching page with its metrics, in the requested order (paginated by the view)."""
+def top_pages(
+    start: datetime, end: datetime, filters: Filters, order_by: str, offset: int, limit: int
+) -> dict:
+    """One page of the matching pages with their metrics, in the requested order.
+
+    The whole ranking and each requested slice of it are cached, so a repeated
+    request reads only its own rows from Redis.
+    """
     params = {"from": start, "to": end, "filters": filters.key(), "order": order_by}
+
+    def compute_slice() -> dict:
+        ranking = _ranking(start, end, filters, order_by, params)
+        rows = ranking["rows"]
+        following = offset + limit
+        return {
+            **{k: v for k, v in ranking.items() if k != "rows"},
+            "count": len(rows),
+            "next_offset": following if following < len(rows) else None,
+            "results": rows[offset:following],
+        }
+
+    return _cached("pages-slice", {**params, "offset": offset, "limit": limit}, compute_slice)
+
+
+def _ranking(start: datetime, end: datetime, filters: Filters, order_by: str, params) -> dict:
 
     def compute() -> dict:
         fresh = freshness(start, end)
@@ -328,8 +350,7 @@ def top_pages(start: datetime, end: datetime, filters: Filters, order_by: str) -
         rows.sort(key=value, reverse=descending)
         return {"from": start, "to": end, "order_by": order_by, "rows": rows, "freshness": fresh}
 
-    body = _cached("pages", params, compute)
-    return {**body, "rows": list(body["rows"])}
+    return _cached("pages", params, compute)
 
 
 def page_report(page: Page, start: datetime, end: datetime) -> dict:

@@ -184,15 +184,13 @@ class PagesView(ReportView):
         params.is_valid(raise_exception=True)
         data = params.validated_data
         offset = _decode_cursor(data.get("cursor"))
-        body = selectors.top_pages(data["start"], data["end"], _filters(data), data["order_by"])
-        rows = body.pop("rows")
-        page = rows[offset : offset + data["limit"]]
+        body = selectors.top_pages(
+            data["start"], data["end"], _filters(data), data["order_by"], offset, data["limit"]
+        )
         if _wants_csv(request):
-            return _csv_stream(page, "pages.csv")
-        following = offset + data["limit"]
-        body["next"] = _encode_cursor(following) if following < len(rows) else None
-        body["count"] = len(rows)
-        body["results"] = page
+            return _csv_stream(body["results"], "pages.csv")
+        following = body.pop("next_offset")
+        body["next"] = _encode_cursor(following) if following is not None else None
         return Response(body)
 
 
