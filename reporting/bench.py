@@ -25,6 +25,8 @@ from pathlib import Path
 
 import psycopg
 
+from pipeline.ingest.bench import _database_url, _server
+
 REPO = Path(__file__).resolve().parents[1]
 DB = "metriflow_bench_api"
 
@@ -54,24 +56,10 @@ end
 """
 
 
-def _server(dbname: str = "postgres") -> str:
-    return (
-        f"host={os.environ.get('PGHOST', '127.0.0.1')} port={os.environ.get('PGPORT', '5432')} "
-        f"user={os.environ.get('PGUSER', 'postgres')} dbname={dbname}"
-    )
-
-
-def _url(dbname: str) -> str:
-    return (
-        f"postgres://{os.environ.get('PGUSER', 'postgres')}@"
-        f"{os.environ.get('PGHOST', '127.0.0.1')}:{os.environ.get('PGPORT', '5432')}/{dbname}"
-    )
-
-
 def env(**extra) -> dict:
     return {
         **os.environ,
-        "DATABASE_URL": _url(DB),
+        "DATABASE_URL": _database_url(DB),
         "DJANGO_SETTINGS_MODULE": "metriflow.settings.local",
         "DJANGO_DEBUG": "false",
         "METRIFLOW_PIPELINE_TRIGGER": "false",

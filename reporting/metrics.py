@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 STRATEGIES = ("mobile", "desktop")
 VITALS = ("lcp_ms", "fcp_ms", "inp_ms", "ttfb_ms", "cls")
-THRESHOLDS = {  # good: value <= first; poor: value > second
+THRESHOLDS = {  # good: value <= first; poor: value > second (also in the SQL table vital)
     "lcp_ms": (2500, 4000),
     "fcp_ms": (1800, 3000),
     "inp_ms": (200, 500),
@@ -27,12 +27,6 @@ PERCENTILES = (("p50", 0.50), ("p75", 0.75), ("p95", 0.95))
 _MIN = 1e-4
 _GAMMA = 1.04
 _LOW32 = 0xFFFFFFFF
-
-
-def bucket_of(value: float) -> int:
-    if value <= 0:
-        return 0
-    return max(1, math.floor(math.log(value / _MIN) / math.log(_GAMMA)) + 1)
 
 
 def bucket_value(bucket: int) -> float:
@@ -116,29 +110,6 @@ class Partial:
                 v.poor = row.get(f"{strategy}_{vital}_poor") or 0
                 add_histogram(v.hist, row.get(f"{strategy}_{vital}_hist"))
         return part
-
-    def add_page_hour(self, row: dict) -> None:
-        """Adds one page-hour row (raw values)."""
-        if row.get("users") is not None:
-            for key in TRAFFIC:
-                self.traffic[key] += row[key]
-        for strategy in STRATEGIES:
-            score = row.get(f"{strategy}_score")
-            if score is None:
-                continue
-            target = self.strategies[strategy]
-            target.samples += 1
-            target.score_sum += score
-            for vital in VITALS:
-                value = row.get(f"{strategy}_{vital}")
-                if value is None:
-                    continue
-                good, poor = THRESHOLDS[vital]
-                v = target.vitals[vital]
-                v.n += 1
-                v.good += value <= good
-                v.poor += value > poor
-                v.hist[bucket_of(value)] += 1
 
 
 def _ratio(numerator: float, denominator: float) -> float | None:

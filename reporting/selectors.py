@@ -16,10 +16,9 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.conf import settings
-from django.contrib.postgres.fields import ArrayField
 from django.core.cache import cache
 from django.db import connection
-from django.db.models import Aggregate, BigIntegerField, Count, F, Max, Q, Sum
+from django.db.models import Count, Max, Q, Sum
 
 from pipeline import dataversion
 from pipeline.models import IngestBatch, Page, PipelineDirty, PipelineLedger
@@ -41,14 +40,6 @@ GRANULARITY_LEVEL = {
     "month": "month",
     "year": "year",
 }
-
-
-class HistOfValues(Aggregate):
-    """The histogram of raw values (page-hour level)."""
-
-    function = "array_agg"
-    template = "%(function)s((hist_bucket(%(expressions)s)::bigint << 32) | 1)"
-    output_field = ArrayField(BigIntegerField())
 
 
 @dataclass(frozen=True)
@@ -94,16 +85,12 @@ def _page_hour_expressions() -> dict:
             exprs[f"{column}_n"] = Count(column)
             exprs[f"{column}_good"] = Count(column, filter=Q(**{f"{column}__lte": good}))
             exprs[f"{column}_poor"] = Count(column, filter=Q(**{f"{column}__gt": poor}))
-            exprs[f"{column}_hist"] = HistOfValues(
-                F(column), filter=Q(**{f"{column}__isnull": False})
-            )
     return exprs
 
 
-AGGREGATES = {k: v for k, v in _aggregate_expressions().items() if not k.endswith("_hist")}
-PAGE_HOUR_AGGREGATES = {
-    k: v for k, v in _page_hour_expressions().items() if not k.endswith("_hist")
-}
+# Sums and counts through the ORM; histograms are merged by _histograms().
+AGGREGATES = _aggregate_expressions()
+PAGE_HOUR_AGGREGATES = _page_hour_expressions()
 HIST_KEYS = [f"{s}_{v}" for s in STRATEGIES for v in VITALS]
 
 
