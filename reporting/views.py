@@ -115,7 +115,21 @@ def _filters(data: dict) -> selectors.Filters:
 
 
 class ReportView(APIView):
+    """A report: parameters validated by a serializer, the body as JSON or a streamed CSV."""
+
     renderer_classes = RENDERERS
+
+    @staticmethod
+    def params(serializer_class, request) -> dict:
+        params = serializer_class(data=request.query_params)
+        params.is_valid(raise_exception=True)
+        return params.validated_data
+
+    @staticmethod
+    def answer(request, body: dict, csv_rows: list, filename: str):
+        if _wants_csv(request):
+            return _csv_stream(csv_rows, filename)
+        return Response(body)
 
 
 class SummaryView(ReportView):
@@ -127,13 +141,9 @@ class SummaryView(ReportView):
     )
     @rate_limited(group="reports", rate_setting="METRIFLOW_RATE_REPORTS", key="user")
     def get(self, request):
-        params = RangeSerializer(data=request.query_params)
-        params.is_valid(raise_exception=True)
-        data = params.validated_data
+        data = self.params(RangeSerializer, request)
         body = selectors.summary(data["start"], data["end"], _filters(data))
-        if _wants_csv(request):
-            return _csv_stream([body], "summary.csv")
-        return Response(body)
+        return self.answer(request, body, [body], "summary.csv")
 
 
 class TimeseriesView(ReportView):
@@ -145,13 +155,9 @@ class TimeseriesView(ReportView):
     )
     @rate_limited(group="reports", rate_setting="METRIFLOW_RATE_REPORTS", key="user")
     def get(self, request):
-        params = TimeseriesSerializer(data=request.query_params)
-        params.is_valid(raise_exception=True)
-        data = params.validated_data
+        data = self.params(TimeseriesSerializer, request)
         body = selectors.timeseries(data["granularity"], data["start"], data["end"], _filters(data))
-        if _wants_csv(request):
-            return _csv_stream(body["series"], "timeseries.csv")
-        return Response(body)
+        return self.answer(request, body, body["series"], "timeseries.csv")
 
 
 def _encode_cursor(offset: int) -> str:
@@ -180,18 +186,14 @@ class PagesView(ReportView):
     )
     @rate_limited(group="reports", rate_setting="METRIFLOW_RATE_REPORTS", key="user")
     def get(self, request):
-        params = PagesSerializer(data=request.query_params)
-        params.is_valid(raise_exception=True)
-        data = params.validated_data
+        data = self.params(PagesSerializer, request)
         offset = _decode_cursor(data.get("cursor"))
         body = selectors.top_pages(
             data["start"], data["end"], _filters(data), data["order_by"], offset, data["limit"]
         )
-        if _wants_csv(request):
-            return _csv_stream(body["results"], "pages.csv")
         following = body.pop("next_offset")
         body["next"] = _encode_cursor(following) if following is not None else None
-        return Response(body)
+        return self.answer(request, body, body["results"], "pages.csv")
 
 
 class PageView(ReportView):
@@ -208,14 +210,10 @@ class PageView(ReportView):
     )
     @rate_limited(group="reports", rate_setting="METRIFLOW_RATE_REPORTS", key="user")
     def get(self, request, page_id: int):
-        params = PageRangeSerializer(data=request.query_params)
-        params.is_valid(raise_exception=True)
-        data = params.validated_data
+        data = self.params(PageRangeSerializer, request)
         page = get_object_or_404(Page, pk=page_id)
         body = selectors.page_report(page, data["start"], data["end"])
-        if _wants_csv(request):
-            return _csv_stream([body], f"page-{page_id}.csv")
-        return Response(body)
+        return self.answer(request, body, [body], f"page-{page_id}.csv")
 
 
 # ------------------------------------------------------------------ identity
