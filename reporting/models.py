@@ -82,6 +82,29 @@ class Aggregate(models.Model):
         return f"page {self.page_id} @ {self.period_start:%Y-%m-%d %H:%M}"
 
 
+class SiteDailyAggregate(models.Model):
+    """All pages of a site per day: what reports without a page filter read for days."""
+
+    pk = models.CompositePrimaryKey("period_start", "site")
+    period_start = models.DateTimeField()
+    site = models.ForeignKey(
+        Site, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+"
+    )
+    traffic_hours = models.IntegerField()
+    users = models.BigIntegerField()
+    sessions = models.BigIntegerField()
+    views = models.BigIntegerField()
+    bounces = models.BigIntegerField()
+    engagement_seconds = models.FloatField()
+
+    class Meta:
+        managed = False
+        db_table = "agg_site_daily"
+
+    def __str__(self) -> str:
+        return f"site {self.site_id} @ {self.period_start:%Y-%m-%d}"
+
+
 # The 10 (page hour) and 44 (aggregate) performance columns follow one
 # pattern per strategy and vital, so they are added in a loop rather than
 # spelled out; concrete tables inherit them from the abstract shape.
@@ -89,6 +112,8 @@ for _name, _field in _page_hour_performance_fields().items():
     PageHour.add_to_class(_name, _field)
 for _name, _field in _aggregate_performance_fields().items():
     Aggregate.add_to_class(_name, _field)
+for _name, _field in _aggregate_performance_fields().items():
+    SiteDailyAggregate.add_to_class(_name, _field)
 
 
 class IntervalAggregate(Aggregate):

@@ -24,7 +24,14 @@ from pipeline import dataversion
 from pipeline.models import IngestBatch, Page, PipelineDirty, PipelineLedger
 
 from .metrics import STRATEGIES, THRESHOLDS, TRAFFIC, VITALS, Partial, metrics_of
-from .models import DailyAggregate, IntervalAggregate, MonthlyAggregate, PageHour, YearlyAggregate
+from .models import (
+    DailyAggregate,
+    IntervalAggregate,
+    MonthlyAggregate,
+    PageHour,
+    SiteDailyAggregate,
+    YearlyAggregate,
+)
 from .ranges import Piece, decompose, unit_end, unit_start
 
 LEVEL_MODELS = {
@@ -103,11 +110,14 @@ def _histograms(piece: Piece, filters: Filters, group: str | None) -> dict:
     level_is_hour = piece.level == "hour"
     columns = HIST_KEYS if level_is_hour else [f"{k}_hist" for k in HIST_KEYS]
     inner_fields = ([group] if group else []) + columns
-    inner, params = _queryset(piece, filters).values(*inner_fields).query.sql_with_params()
+    queryset = _queryset(piece, filters, per_page=group == "page_id")
+    inner, params = queryset.values(*inner_fields).query.sql_with_params()
     pairs = ", ".join(f"({i}, a.{c})" for i, c in enumerate(columns))
     group_sql = "a.group_key, " if group else ""
     if group:
-        inner = inner.replace(" FROM ", f", {_column_sql(piece, group)} AS group_key FROM ", 1)
+        inner = inner.replace(
+            " FROM ", f", {_column_sql(queryset.model, group)} AS group_key FROM ", 1
+        )
     if level_is_hour:
         sql = (
             f"SELECT {group_sql}h.k, hist_bucket(h.v)::bigint AS b, count(*) FROM ({inner}) a "
@@ -130,15 +140,19 @@ def _histograms(piece: Piece, filters: Filters, group: str | None) -> dict:
     return out
 
 
-def _column_sql(piece: Piece, field: str) -> str:
-    model = PageHour if piece.level == "hour" else LEVEL_MODELS[piece.level]
+def _column_sql(model, field: str) -> str:
     column = model._meta.get_field(field).column
     return f'"{model._meta.db_table}"."{column}"'
 
 
-def _queryset(piece: Piece, filters: Filters):
+def _queryset(piece: Piece, filters: Filters, per_page: bool = False):
     if piece.level == "hour":
         return PageHour.objects.filter(filters.q(), hour__gte=piece.start, hour__lt=piece.end)
+    if piece.level == "day" and not per_page and filters.page is None and not filters.path_prefix:
+        # All pages (of a site): one row per site and day, histograms merged.
+        return SiteDailyAggregate.objects.filter(
+            filters.q(), period_start__gte=piece.start, period_start__lt=piece.end
+        )
     model = LEVEL_MODELS[piece.level]
     return model.objects.filter(
         filters.q(), period_start__gte=piece.start, period_start__lt=piece.end
@@ -159,7 +173,8 @@ def range_partial(start: datetime, end: datetime, filters: Filters) -> Partial:
 
 
 def _grouped_partials(piece: Piece, filters: Filters, group: str) -> dict:
-    rows = _queryset(piece, filters).values(group).annotate(**_expressions(piece.level))
+    queryset = _queryset(piece, filters, per_page=group == "page_id")
+    rows = queryset.values(group).annotate(**_expressions(piece.level))
     hists = _histograms(piece, filters, group)
     out = {}
     for row in rows:

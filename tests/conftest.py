@@ -66,7 +66,8 @@ def run_manage(*args: str, env: dict[str, str] | None = None, check: bool = True
 # Tables the pipeline writes; unmanaged by Django, so its test flush leaves them.
 PIPELINE_TABLES = (
     "site, page, ingest_batch, ingest_reject, staged_ga, staged_psi, page_hour, "
-    "agg_interval, agg_daily, agg_monthly, agg_yearly, pipeline_dirty, pipeline_ledger"
+    "agg_interval, agg_daily, agg_monthly, agg_yearly, agg_site_daily, pipeline_dirty, "
+    "pipeline_ledger"
 )
 
 

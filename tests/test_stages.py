@@ -13,6 +13,7 @@ import math
 import random
 from collections import defaultdict
 from datetime import UTC, datetime
+from urllib.parse import urlsplit
 
 import pytest
 from django.db import connection
@@ -197,7 +198,43 @@ def assert_every_stage_matches(paths) -> None:
     assert_page_hour_table(page_hours)
     for level in ("interval", "daily", "monthly", "yearly"):
         assert_level_table(level, expected_level(page_hours, level))
+    assert_site_daily_table(expected_level(page_hours, "daily"))
     assert query("SELECT count(*) FROM pipeline_dirty") == [(0,)]
+
+
+def assert_site_daily_table(daily: dict) -> None:
+    """agg_site_daily: every page of a site added up per day (hosts from the URLs)."""
+    expected: dict = {}
+    for (url, day), agg in daily.items():
+        site = expected.setdefault((urlsplit(url).hostname, day), defaultdict(float))
+        site.setdefault("values", defaultdict(list))
+        for key, value in agg.items():
+            if key == "values":
+                for hist, sample in value.items():
+                    site["values"][hist].extend(sample)
+            else:
+                site[key] += value
+    columns = TRAFFIC + PERF
+    hists = [f"{s}_{v}" for s in STRATEGIES for v in VITALS]
+    rows = query(
+        f"SELECT s.host, a.period_start, {', '.join('a.' + c for c in columns)}, "
+        + ", ".join(f"hist_percentile(a.{h}_hist, 0.75)" for h in hists)
+        + " FROM agg_site_daily a JOIN site s ON s.id = a.site_id"
+    )
+    got = {(host, day): values for host, day, *values in rows}
+    assert got.keys() == expected.keys()
+    for key, want in expected.items():
+        values = got[key]
+        for index, column in enumerate(columns):
+            assert close(want.get(column, 0), values[index]), (key, column)
+        for index, hist in enumerate(hists):
+            sample = want["values"].get(hist, [])
+            estimate = values[len(columns) + index]
+            if not sample:
+                assert estimate is None
+            else:
+                exact = nearest_rank(sample, 0.75)
+                assert abs(estimate - exact) <= 0.02 * exact + 1e-4, (key, hist)
 
 
 def snapshot() -> dict:

@@ -440,10 +440,6 @@ BEGIN
 END
 $fn$;
 
-CREATE OR REPLACE FUNCTION stage_daily(p_from timestamptz, p_to timestamptz,
-                                       OUT rows_in bigint, OUT rows_out bigint)
-LANGUAGE sql AS $$ SELECT * FROM _stage_rollup('daily', p_from, p_to) $$;
-
 CREATE OR REPLACE FUNCTION stage_monthly(p_from timestamptz, p_to timestamptz,
                                          OUT rows_in bigint, OUT rows_out bigint)
 LANGUAGE sql AS $$ SELECT * FROM _stage_rollup('monthly', p_from, p_to) $$;
@@ -451,3 +447,44 @@ LANGUAGE sql AS $$ SELECT * FROM _stage_rollup('monthly', p_from, p_to) $$;
 CREATE OR REPLACE FUNCTION stage_yearly(p_from timestamptz, p_to timestamptz,
                                         OUT rows_in bigint, OUT rows_out bigint)
 LANGUAGE sql AS $$ SELECT * FROM _stage_rollup('yearly', p_from, p_to) $$;
+
+-- ------------------------------------------------------------ all pages per site and day
+-- Recomputes agg_site_daily for the site-days that p_site_days (a query
+-- returning period_start, site_id) names, from agg_daily.
+CREATE OR REPLACE FUNCTION site_daily_refresh(p_site_days text) RETURNS bigint
+LANGUAGE plpgsql SET jit = off SET work_mem = '128MB' AS $fn$
+DECLARE
+    v_cols text[] := _aggregate_columns();
+    v_count bigint;
+BEGIN
+    EXECUTE format(
+        'INSERT INTO agg_site_daily AS t (period_start, site_id, %s) '
+        'SELECT a.period_start, a.site_id, %s FROM agg_daily a '
+        'JOIN (%s) s (period_start, site_id) '
+        '  ON s.period_start = a.period_start AND s.site_id = a.site_id '
+        'GROUP BY a.period_start, a.site_id '
+        'ON CONFLICT (period_start, site_id) DO UPDATE SET %s',
+        (SELECT string_agg(format('%I', c), ', ') FROM unnest(v_cols) c),
+        (SELECT string_agg(
+                    CASE WHEN c LIKE '%\_hist' THEN format('hist_merge_agg(a.%I)', c)
+                         WHEN c IN ('engagement_seconds', 'mobile_score_sum', 'desktop_score_sum')
+                             THEN format('sum(a.%I::numeric)::float8', c)
+                         ELSE format('sum(a.%I)', c) END, ', ')
+           FROM unnest(v_cols) c),
+        p_site_days,
+        (SELECT string_agg(format('%1$I = EXCLUDED.%1$I', c), ', ') FROM unnest(v_cols) c));
+    GET DIAGNOSTICS v_count = ROW_COUNT;
+    RETURN v_count;
+END
+$fn$;
+
+-- The daily stage: pages' days, then the site-days they belong to.
+CREATE OR REPLACE FUNCTION stage_daily(p_from timestamptz, p_to timestamptz,
+                                       OUT rows_in bigint, OUT rows_out bigint)
+LANGUAGE plpgsql AS $fn$
+BEGIN
+    SELECT r.rows_in, r.rows_out INTO rows_in, rows_out FROM _stage_rollup('daily', p_from, p_to) r;
+    PERFORM site_daily_refresh(
+        'SELECT DISTINCT k.period, p.site_id FROM _rollup_keys k JOIN page p ON p.id = k.page_id');
+END
+$fn$;
