@@ -8,7 +8,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv services migrate demo test lint format bench-loadgen bench-ingest bench-pipeline bench-api clean api worker beat flower
+.PHONY: help venv services migrate demo test lint format bench-loadgen bench-ingest bench-pipeline bench-api clean api worker workers beat flower
 
 help:
 	@echo "make demo | test | lint | format | bench-loadgen | bench-ingest | bench-pipeline | bench-api | services | migrate | clean"
@@ -68,6 +68,10 @@ api: migrate
 
 worker: migrate
 	$(VENV)/bin/celery -A metriflow worker -Q $(QUEUE) -n $(QUEUE)@%h --concurrency 1 --loglevel INFO
+
+# Every queue in one worker process: the whole chain on a development machine.
+workers: migrate
+	$(VENV)/bin/celery -A metriflow worker -Q raw,staged,page,interval,daily,monthly,yearly -n all@%h --concurrency 2 --loglevel INFO
 
 beat: migrate
 	mkdir -p var
