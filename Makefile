@@ -8,7 +8,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv services migrate demo test lint format bench-loadgen bench-ingest bench-pipeline bench-api clean api worker workers beat flower
+.PHONY: help venv services migrate demo test lint format bench-loadgen bench-ingest bench-pipeline bench-api tune-postgres clean api worker workers beat flower
 
 help:
 	@echo "make demo | test | lint | format | bench-loadgen | bench-ingest | bench-pipeline | bench-api | services | migrate | clean"
@@ -57,6 +57,10 @@ bench-pipeline: venv services
 bench-api: venv services
 	command -v wrk >/dev/null || apt-get install -y -q wrk >/dev/null
 	$(PY) -m reporting.bench $(if $(RECORDS),--records $(RECORDS))
+
+# Opt-in server settings for bulk loads (ALTER SYSTEM + restart): docs/benchmarks.md.
+tune-postgres: services
+	bash scripts/tune-postgres.sh
 
 clean:
 	rm -rf $(VENV) data var .pytest_cache .ruff_cache

@@ -1,3 +1,4 @@
+DROP FUNCTION IF EXISTS site_daily_refresh(text, timestamptz, timestamptz);
 DROP FUNCTION IF EXISTS site_daily_refresh(text);
 DROP FUNCTION IF EXISTS stage_yearly(timestamptz, timestamptz);
 DROP FUNCTION IF EXISTS stage_monthly(timestamptz, timestamptz);

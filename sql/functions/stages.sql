@@ -450,8 +450,13 @@ LANGUAGE sql AS $$ SELECT * FROM _stage_rollup('yearly', p_from, p_to) $$;
 
 -- ------------------------------------------------------------ all pages per site and day
 -- Recomputes agg_site_daily for the site-days that p_site_days (a query
--- returning period_start, site_id) names, from agg_daily.
-CREATE OR REPLACE FUNCTION site_daily_refresh(p_site_days text) RETURNS bigint
+-- returning period_start, site_id) names, from agg_daily rows in
+-- [p_from, p_to): the bounds let the planner read only the window's days.
+CREATE OR REPLACE FUNCTION site_daily_refresh(
+    p_site_days text,
+    p_from timestamptz DEFAULT '-infinity',
+    p_to timestamptz DEFAULT 'infinity'
+) RETURNS bigint
 LANGUAGE plpgsql SET jit = off SET work_mem = '128MB' AS $fn$
 DECLARE
     v_cols text[] := _aggregate_columns();
@@ -462,6 +467,7 @@ BEGIN
         'SELECT a.period_start, a.site_id, %s FROM agg_daily a '
         'JOIN (%s) s (period_start, site_id) '
         '  ON s.period_start = a.period_start AND s.site_id = a.site_id '
+        'WHERE a.period_start >= $1 AND a.period_start < $2 '
         'GROUP BY a.period_start, a.site_id '
         'ON CONFLICT (period_start, site_id) DO UPDATE SET %s',
         (SELECT string_agg(format('%I', c), ', ') FROM unnest(v_cols) c),
@@ -472,7 +478,8 @@ BEGIN
                          ELSE format('sum(a.%I)', c) END, ', ')
            FROM unnest(v_cols) c),
         p_site_days,
-        (SELECT string_agg(format('%1$I = EXCLUDED.%1$I', c), ', ') FROM unnest(v_cols) c));
+        (SELECT string_agg(format('%1$I = EXCLUDED.%1$I', c), ', ') FROM unnest(v_cols) c))
+    USING p_from, p_to;
     GET DIAGNOSTICS v_count = ROW_COUNT;
     RETURN v_count;
 END
@@ -485,6 +492,7 @@ LANGUAGE plpgsql AS $fn$
 BEGIN
     SELECT r.rows_in, r.rows_out INTO rows_in, rows_out FROM _stage_rollup('daily', p_from, p_to) r;
     PERFORM site_daily_refresh(
-        'SELECT DISTINCT k.period, p.site_id FROM _rollup_keys k JOIN page p ON p.id = k.page_id');
+        'SELECT DISTINCT k.period, p.site_id FROM _rollup_keys k JOIN page p ON p.id = k.page_id',
+        p_from, p_to);
 END
 $fn$;
