@@ -56,14 +56,10 @@ class PageHour(models.Model):
         return f"page {self.page_id} @ {self.hour:%Y-%m-%d %H:00}"
 
 
-class Aggregate(models.Model):
-    """Shape shared by the interval, daily, monthly and yearly tables."""
+class Measures(models.Model):
+    """Columns every aggregate table shares: the period, the site, sums, counts, histograms."""
 
-    pk = models.CompositePrimaryKey("period_start", "page")
     period_start = models.DateTimeField()
-    page = models.ForeignKey(
-        Page, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+"
-    )
     site = models.ForeignKey(
         Site, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+"
     )
@@ -78,32 +74,6 @@ class Aggregate(models.Model):
         abstract = True
         managed = False
 
-    def __str__(self) -> str:
-        return f"page {self.page_id} @ {self.period_start:%Y-%m-%d %H:%M}"
-
-
-class SiteDailyAggregate(models.Model):
-    """All pages of a site per day: what reports without a page filter read for days."""
-
-    pk = models.CompositePrimaryKey("period_start", "site")
-    period_start = models.DateTimeField()
-    site = models.ForeignKey(
-        Site, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+"
-    )
-    traffic_hours = models.IntegerField()
-    users = models.BigIntegerField()
-    sessions = models.BigIntegerField()
-    views = models.BigIntegerField()
-    bounces = models.BigIntegerField()
-    engagement_seconds = models.FloatField()
-
-    class Meta:
-        managed = False
-        db_table = "agg_site_daily"
-
-    def __str__(self) -> str:
-        return f"site {self.site_id} @ {self.period_start:%Y-%m-%d}"
-
 
 # The 10 (page hour) and 44 (aggregate) performance columns follow one
 # pattern per strategy and vital, so they are added in a loop rather than
@@ -111,9 +81,34 @@ class SiteDailyAggregate(models.Model):
 for _name, _field in _page_hour_performance_fields().items():
     PageHour.add_to_class(_name, _field)
 for _name, _field in _aggregate_performance_fields().items():
-    Aggregate.add_to_class(_name, _field)
-for _name, _field in _aggregate_performance_fields().items():
-    SiteDailyAggregate.add_to_class(_name, _field)
+    Measures.add_to_class(_name, _field)
+
+
+class Aggregate(Measures):
+    """Per page: the interval, daily, monthly and yearly tables."""
+
+    pk = models.CompositePrimaryKey("period_start", "page")
+    page = models.ForeignKey(
+        Page, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+"
+    )
+
+    class Meta(Measures.Meta):
+        abstract = True
+
+    def __str__(self) -> str:
+        return f"page {self.page_id} @ {self.period_start:%Y-%m-%d %H:%M}"
+
+
+class SiteDailyAggregate(Measures):
+    """All pages of a site per day: what reports without a page filter read for days."""
+
+    pk = models.CompositePrimaryKey("period_start", "site")
+
+    class Meta(Measures.Meta):
+        db_table = "agg_site_daily"
+
+    def __str__(self) -> str:
+        return f"site {self.site_id} @ {self.period_start:%Y-%m-%d}"
 
 
 class IntervalAggregate(Aggregate):
