@@ -3,9 +3,9 @@
 A range is cut into the coarsest whole units inside it (``ranges.py``); each
 run of units is read from its table with one aggregate query (sums, counts,
 merged histograms), and the partials are added up (``metrics.py``). Composed
-answers are cached in Redis under a key that includes the newest pipeline run
-over the range, so an answer is never served after the pipeline changed a
-window it covers.
+answers are cached in Redis together with the data version they were computed
+under, and served only while it is current, so an answer is never served after
+the pipeline changed a window it covers.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import json
 from dataclasses import dataclass
 from datetime import datetime
 
+import orjson
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connection
@@ -23,6 +24,7 @@ from django.db.models import Count, Max, Q, Sum
 from pipeline import dataversion
 from pipeline.models import IngestBatch, Page, PipelineDirty, PipelineLedger
 
+from . import cursors
 from .metrics import STRATEGIES, THRESHOLDS, TRAFFIC, VITALS, Partial, metrics_of
 from .models import (
     DailyAggregate,
@@ -33,6 +35,7 @@ from .models import (
     YearlyAggregate,
 )
 from .ranges import Piece, decompose, unit_end, unit_start
+from .renderers import JSON_OPTIONS
 
 LEVEL_MODELS = {
     "year": YearlyAggregate,
@@ -218,28 +221,43 @@ def freshness(start: datetime, end: datetime) -> dict:
 # ------------------------------------------------------------------ reports
 
 
-def _cached(kind: str, params: dict, compute):
-    """The answer from Redis, or computed and stored, under a key that includes the data
-    version (bumped by the pipeline after every change), so it is never stale."""
-    version = dataversion.current()
-    raw = json.dumps([kind, params, version, settings.METRIFLOW_INTERVAL_HOURS], default=str)
-    key = "report:" + hashlib.sha256(raw.encode()).hexdigest()
-    answer = cache.get(key)
-    if answer is None:
-        answer = compute()
-        cache.set(key, answer, settings.METRIFLOW_REPORT_CACHE_SECONDS)
-    return answer
+def _cached(kind: str, params: dict, compute, encoded: bool = False):
+    """The answer from Redis, or computed and stored.
+
+    An entry holds the data version (bumped by the pipeline after every change)
+    it was computed under, and is served only while that is still the current
+    version, so it is never stale. The version and the entry come in one MGET.
+    The version is read before computing: an answer computed while the pipeline
+    changed its data is stored under the older version and never served.
+
+    Answers are stored as JSON. With ``encoded`` the stored JSON is returned as
+    an ``orjson.Fragment`` that the renderer copies as it is (a cached JSON
+    answer is never decoded: for a top-pages page that is most of its cost);
+    otherwise it is decoded, so that computed and cached answers have the same
+    types (times as ISO strings).
+    """
+    raw = json.dumps([kind, params, settings.METRIFLOW_INTERVAL_HOURS], default=str)
+    key = "report:v2:" + hashlib.sha256(raw.encode()).hexdigest()  # v2: (version, JSON)
+    found = cache.get_many([dataversion.KEY, key])
+    version = found.get(dataversion.KEY) or 0
+    entry = found.get(key)
+    if entry is not None and entry[0] == version:
+        blob = entry[1]
+    else:
+        blob = orjson.dumps(compute(), option=JSON_OPTIONS)
+        cache.set(key, (version, blob), settings.METRIFLOW_REPORT_CACHE_SECONDS)
+    return orjson.Fragment(blob) if encoded else orjson.loads(blob)
 
 
-def summary(start: datetime, end: datetime, filters: Filters) -> dict:
+def _summary_body(start: datetime, end: datetime, filters: Filters) -> dict:
+    fresh = freshness(start, end)
+    body = metrics_of(range_partial(start, end, filters))
+    return {"from": start, "to": end, **body, "freshness": fresh}
+
+
+def summary(start: datetime, end: datetime, filters: Filters, encoded: bool = False):
     params = {"from": start, "to": end, "filters": filters.key()}
-
-    def compute() -> dict:
-        fresh = freshness(start, end)
-        body = metrics_of(range_partial(start, end, filters))
-        return {"from": start, "to": end, **body, "freshness": fresh}
-
-    return _cached("summary", params, compute)
+    return _cached("summary", params, lambda: _summary_body(start, end, filters), encoded)
 
 
 def bucket_starts(granularity: str, start: datetime, end: datetime) -> list[datetime]:
@@ -252,7 +270,9 @@ def bucket_starts(granularity: str, start: datetime, end: datetime) -> list[date
     return starts
 
 
-def timeseries(granularity: str, start: datetime, end: datetime, filters: Filters) -> dict:
+def timeseries(
+    granularity: str, start: datetime, end: datetime, filters: Filters, encoded: bool = False
+):
     params = {"g": granularity, "from": start, "to": end, "filters": filters.key()}
 
     def compute() -> dict:
@@ -288,7 +308,7 @@ def timeseries(granularity: str, start: datetime, end: datetime, filters: Filter
             "freshness": fresh,
         }
 
-    return _cached("timeseries", params, compute)
+    return _cached("timeseries", params, compute, encoded)
 
 
 ORDERINGS = {
@@ -306,8 +326,14 @@ ORDERINGS = {
 
 
 def top_pages(
-    start: datetime, end: datetime, filters: Filters, order_by: str, offset: int, limit: int
-) -> dict:
+    start: datetime,
+    end: datetime,
+    filters: Filters,
+    order_by: str,
+    offset: int,
+    limit: int,
+    encoded: bool = False,
+):
     """One page of the matching pages with their metrics, in the requested order.
 
     The whole ranking and each requested slice of it are cached, so a repeated
@@ -322,11 +348,12 @@ def top_pages(
         return {
             **{k: v for k, v in ranking.items() if k != "rows"},
             "count": len(rows),
-            "next_offset": following if following < len(rows) else None,
+            "next": cursors.encode(following) if following < len(rows) else None,
             "results": rows[offset:following],
         }
 
-    return _cached("pages-slice", {**params, "offset": offset, "limit": limit}, compute_slice)
+    slice_params = {**params, "offset": offset, "limit": limit}
+    return _cached("pages-slice", slice_params, compute_slice, encoded)
 
 
 def _ranking(start: datetime, end: datetime, filters: Filters, order_by: str, params) -> dict:
@@ -355,12 +382,14 @@ def _ranking(start: datetime, end: datetime, filters: Filters, order_by: str, pa
     return _cached("pages", params, compute)
 
 
-def page_report(page: Page, start: datetime, end: datetime) -> dict:
-    body = summary(start, end, Filters(page=page.id))
-    return {
-        "page": {"id": page.id, "url": page.url, "path": page.path, "site": page.site_id},
-        **body,
-    }
+def page_report(page: Page, start: datetime, end: datetime, encoded: bool = False):
+    def compute() -> dict:
+        return {
+            "page": {"id": page.id, "url": page.url, "path": page.path, "site": page.site_id},
+            **_summary_body(start, end, Filters(page=page.id)),
+        }
+
+    return _cached("page", {"from": start, "to": end, "page": page.id}, compute, encoded)
 
 
 def service_health() -> dict[str, bool]:

@@ -7,7 +7,6 @@ distinct people. Every report says how fresh it is (``freshness``).
 
 from __future__ import annotations
 
-import base64
 import csv
 import io
 
@@ -24,7 +23,7 @@ from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
 
 from pipeline.models import Page
 
-from . import selectors, services
+from . import cursors, selectors, services
 from .ratelimits import rate_limited
 from .renderers import OrjsonRenderer
 from .serializers import (
@@ -126,10 +125,13 @@ class ReportView(APIView):
         return params.validated_data
 
     @staticmethod
-    def answer(request, body: dict, csv_rows: list, filename: str):
+    def answer(request, report, csv_rows, filename: str):
+        """``report(encoded)`` is the selector's answer: for JSON its encoded form,
+        copied into the response as it is; for CSV the decoded body, whose rows
+        ``csv_rows(body)`` picks, streamed."""
         if _wants_csv(request):
-            return _csv_stream(csv_rows, filename)
-        return Response(body)
+            return _csv_stream(csv_rows(report(False)), filename)
+        return Response(report(True))
 
 
 class SummaryView(ReportView):
@@ -142,8 +144,13 @@ class SummaryView(ReportView):
     @rate_limited(group="reports", rate_setting="METRIFLOW_RATE_REPORTS", key="user")
     def get(self, request):
         data = self.params(RangeSerializer, request)
-        body = selectors.summary(data["start"], data["end"], _filters(data))
-        return self.answer(request, body, [body], "summary.csv")
+        filters = _filters(data)
+        return self.answer(
+            request,
+            lambda encoded: selectors.summary(data["start"], data["end"], filters, encoded),
+            lambda body: [body],
+            "summary.csv",
+        )
 
 
 class TimeseriesView(ReportView):
@@ -156,25 +163,22 @@ class TimeseriesView(ReportView):
     @rate_limited(group="reports", rate_setting="METRIFLOW_RATE_REPORTS", key="user")
     def get(self, request):
         data = self.params(TimeseriesSerializer, request)
-        body = selectors.timeseries(data["granularity"], data["start"], data["end"], _filters(data))
-        return self.answer(request, body, body["series"], "timeseries.csv")
-
-
-def _encode_cursor(offset: int) -> str:
-    return base64.urlsafe_b64encode(f"o:{offset}".encode()).decode()
+        filters = _filters(data)
+        return self.answer(
+            request,
+            lambda encoded: selectors.timeseries(
+                data["granularity"], data["start"], data["end"], filters, encoded
+            ),
+            lambda body: body["series"],
+            "timeseries.csv",
+        )
 
 
 def _decode_cursor(cursor: str | None) -> int:
-    if not cursor:
-        return 0
     try:
-        kind, value = base64.urlsafe_b64decode(cursor.encode()).decode().split(":", 1)
-        offset = int(value)
-        if kind != "o" or offset < 0:
-            raise ValueError
+        return cursors.decode(cursor)
     except ValueError:
         raise serializers.ValidationError({"cursor": "not a cursor from this API"}) from None
-    return offset
 
 
 class PagesView(ReportView):
@@ -188,12 +192,21 @@ class PagesView(ReportView):
     def get(self, request):
         data = self.params(PagesSerializer, request)
         offset = _decode_cursor(data.get("cursor"))
-        body = selectors.top_pages(
-            data["start"], data["end"], _filters(data), data["order_by"], offset, data["limit"]
+        filters = _filters(data)
+        return self.answer(
+            request,
+            lambda encoded: selectors.top_pages(
+                data["start"],
+                data["end"],
+                filters,
+                data["order_by"],
+                offset,
+                data["limit"],
+                encoded,
+            ),
+            lambda body: body["results"],
+            "pages.csv",
         )
-        following = body.pop("next_offset")
-        body["next"] = _encode_cursor(following) if following is not None else None
-        return self.answer(request, body, body["results"], "pages.csv")
 
 
 class PageView(ReportView):
@@ -212,8 +225,12 @@ class PageView(ReportView):
     def get(self, request, page_id: int):
         data = self.params(PageRangeSerializer, request)
         page = get_object_or_404(Page, pk=page_id)
-        body = selectors.page_report(page, data["start"], data["end"])
-        return self.answer(request, body, [body], f"page-{page_id}.csv")
+        return self.answer(
+            request,
+            lambda encoded: selectors.page_report(page, data["start"], data["end"], encoded),
+            lambda body: [body],
+            f"page-{page_id}.csv",
+        )
 
 
 # ------------------------------------------------------------------ identity

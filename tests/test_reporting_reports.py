@@ -8,6 +8,7 @@ import math
 import random
 from datetime import UTC, datetime, timedelta
 
+import orjson
 import pytest
 from django.contrib.auth import get_user_model
 from django.db import connection
@@ -250,3 +251,35 @@ def test_openapi_schema_validates_and_docs_are_served(api):
     for path in ("/api/docs/", "/swagger/"):
         page = anonymous.get(path)
         assert page.status_code == 200 and b"swagger" in page.content.lower()
+
+
+def test_an_answer_computed_while_the_data_changed_is_not_served_again(pipeline_db):
+    """The entry keeps the version read before computing: if the pipeline moved
+    the version meanwhile, the next request recomputes instead of serving it."""
+    from pipeline import dataversion
+    from reporting import selectors
+
+    calls = []
+
+    def compute():
+        calls.append(1)
+        if len(calls) == 1:
+            dataversion.bump()  # a stage commits while the answer is computed
+        return {"n": len(calls)}
+
+    params = {"test": "race", "at": datetime.now(UTC).isoformat()}
+    assert selectors._cached("race", params, compute) == {"n": 1}
+    assert selectors._cached("race", params, compute) == {"n": 2}  # recomputed
+    assert selectors._cached("race", params, compute) == {"n": 2}  # now cached
+    assert orjson.dumps(selectors._cached("race", params, compute, encoded=True)) == b'{"n":2}'
+    assert len(calls) == 2
+
+
+def test_cursors_round_trip_and_refuse_anything_else():
+    from reporting import cursors
+
+    assert cursors.decode(None) == 0
+    assert cursors.decode(cursors.encode(40)) == 40
+    for bad in ("x", "bzotMQ==", cursors.encode(-1), "%%%"):
+        with pytest.raises(ValueError):
+            cursors.decode(bad)
