@@ -51,7 +51,7 @@ bench-ingest: venv services
 
 # The stages over an ingested data set, then a 1% late batch; RECORDS=... per source.
 bench-pipeline: venv services
-	$(PY) -m pipeline.bench $(if $(RECORDS),--records $(RECORDS))
+	$(PY) -m pipeline.bench $(if $(RECORDS),--records $(RECORDS)) $(if $(WORKERS),--workers $(WORKERS))
 
 # The API under wrk over a 2.6M-record data set (needs wrk: apt-get install wrk).
 bench-api: venv services

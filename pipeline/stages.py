@@ -14,9 +14,11 @@ the mask of their dirty hours); monthly and yearly on one calendar year.
 
 from __future__ import annotations
 
+import functools
 import logging
 import socket
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -185,14 +187,24 @@ def dirty_windows(stage: str) -> list[datetime]:
     return [start.astimezone(UTC) for (start,) in rows]
 
 
-def drain(stages: tuple[str, ...] = STAGES) -> list[StageRun]:
-    """Runs every pending batch and dirty window, stage after stage, until none is left."""
+def drain(stages: tuple[str, ...] = STAGES, workers: int | None = None) -> list[StageRun]:
+    """Runs every pending batch and dirty window, stage after stage, until none is left.
+
+    Within a stage, up to ``workers`` (default ``METRIFLOW_DRAIN_WORKERS``) windows
+    run at once, each on its own connection: windows of one stage touch disjoint
+    rows, and a PostgreSQL backend per window uses the server's cores (two month
+    windows of the page stage: 1.6x faster side by side than one after the
+    other). Batches of one source serialise on their staged table's lock; a GA
+    and a PSI batch stage side by side. Runs are returned in window order.
+    """
+    workers = workers or settings.METRIFLOW_DRAIN_WORKERS
     runs: list[StageRun] = []
-    if "staged" in stages:
-        runs.extend(run_staged(batch_id) for batch_id in pending_batches())
-    for stage in TIME_STAGES:
-        if stage in stages:
-            runs.extend(run_window(stage, start) for start in dirty_windows(stage))
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="drain") as pool:
+        if "staged" in stages:
+            runs.extend(pool.map(run_staged, pending_batches()))
+        for stage in TIME_STAGES:
+            if stage in stages:
+                runs.extend(pool.map(functools.partial(run_window, stage), dirty_windows(stage)))
     return runs
 
 

@@ -155,7 +155,7 @@ BEGIN
         ), mark AS (
             INSERT INTO pipeline_dirty AS d (stage, period_start, page_id, hours)
             SELECT 'page', utc_trunc('day', hour), page_id, bit_or(hour_bit(hour))
-            FROM changed GROUP BY 2, 3
+            FROM changed GROUP BY 2, 3 ORDER BY 2, 3
             ON CONFLICT (stage, period_start, page_id) DO UPDATE SET hours = d.hours | EXCLUDED.hours
             WHERE d.hours <> d.hours | EXCLUDED.hours
         )
@@ -192,7 +192,7 @@ BEGIN
         ), mark AS (
             INSERT INTO pipeline_dirty AS d (stage, period_start, page_id, hours)
             SELECT 'page', utc_trunc('day', hour), page_id, bit_or(hour_bit(hour))
-            FROM changed GROUP BY 2, 3
+            FROM changed GROUP BY 2, 3 ORDER BY 2, 3
             ON CONFLICT (stage, period_start, page_id) DO UPDATE SET hours = d.hours | EXCLUDED.hours
             WHERE d.hours <> d.hours | EXCLUDED.hours
         )
@@ -264,6 +264,7 @@ BEGIN
                m.engagement_seconds, m.m_score, m.m_lcp, m.m_fcp, m.m_inp, m.m_ttfb, m.m_cls,
                m.d_score, m.d_lcp, m.d_fcp, m.d_inp, m.d_ttfb, m.d_cls
         FROM merged m JOIN page pg ON pg.id = m.page_id
+        ORDER BY m.page_id, m.hour
         ON CONFLICT (hour, page_id) DO UPDATE SET
             users = EXCLUDED.users, sessions = EXCLUDED.sessions, views = EXCLUDED.views,
             bounces = EXCLUDED.bounces, engagement_seconds = EXCLUDED.engagement_seconds,
@@ -278,7 +279,7 @@ BEGIN
     SELECT count(*) INTO rows_out FROM up;
 
     INSERT INTO pipeline_dirty AS d (stage, period_start, page_id, hours)
-    SELECT 'interval', day, page_id, hours FROM _stage_keys
+    SELECT 'interval', day, page_id, hours FROM _stage_keys ORDER BY day, page_id
     ON CONFLICT (stage, period_start, page_id) DO UPDATE SET hours = d.hours | EXCLUDED.hours
     WHERE d.hours <> d.hours | EXCLUDED.hours;
 END
@@ -362,11 +363,11 @@ BEGIN
         'FROM page_hour h JOIN _stage_keys k ON k.page_id = h.page_id '
         '  AND h.hour >= k.day AND h.hour < k.day + interval ''1 day'' '
         'WHERE k.hours & interval_bits(h.hour, %1$s) <> 0 '
-        'GROUP BY 1, 2', p_hours, _interval_select_list()));
+        'GROUP BY 1, 2 ORDER BY 2, 1', p_hours, _interval_select_list()));
     GET DIAGNOSTICS rows_out = ROW_COUNT;
 
     INSERT INTO pipeline_dirty (stage, period_start, page_id)
-    SELECT 'daily', day, page_id FROM _stage_keys
+    SELECT 'daily', day, page_id FROM _stage_keys ORDER BY day, page_id
     ON CONFLICT DO NOTHING;
 END
 $fn$;
@@ -429,12 +430,14 @@ BEGIN
         'SELECT k.period, a.page_id, min(a.site_id), %s FROM %I a '
         'JOIN _rollup_keys k ON k.page_id = a.page_id '
         '  AND a.period_start >= k.period AND a.period_start < k.period + %L::interval '
-        'GROUP BY k.period, a.page_id', v_select, v_source, '1 ' || v_unit));
+        'GROUP BY k.period, a.page_id ORDER BY a.page_id, k.period',
+        v_select, v_source, '1 ' || v_unit));
     GET DIAGNOSTICS rows_out = ROW_COUNT;
 
     IF v_next IS NOT NULL THEN
         INSERT INTO pipeline_dirty (stage, period_start, page_id)
         SELECT DISTINCT v_next, utc_trunc(v_next_unit, period), page_id FROM _rollup_keys
+        ORDER BY 2, 3
         ON CONFLICT DO NOTHING;
     END IF;
 END
@@ -468,7 +471,7 @@ BEGIN
         'JOIN (%s) s (period_start, site_id) '
         '  ON s.period_start = a.period_start AND s.site_id = a.site_id '
         'WHERE a.period_start >= $1 AND a.period_start < $2 '
-        'GROUP BY a.period_start, a.site_id '
+        'GROUP BY a.period_start, a.site_id ORDER BY a.period_start, a.site_id '
         'ON CONFLICT (period_start, site_id) DO UPDATE SET %s',
         (SELECT string_agg(format('%I', c), ', ') FROM unnest(v_cols) c),
         (SELECT string_agg(
