@@ -70,8 +70,11 @@ QUEUE ?= staged
 api: migrate
 	$(VENV)/bin/gunicorn metriflow.wsgi:application --config metriflow/gunicorn.conf.py
 
+# Two processes per queue: windows of a stage touch disjoint rows and run side
+# by side (docs/architecture.md, "The stages").
+CONCURRENCY ?= 2
 worker: migrate
-	$(VENV)/bin/celery -A metriflow worker -Q $(QUEUE) -n $(QUEUE)@%h --concurrency 1 --loglevel INFO
+	$(VENV)/bin/celery -A metriflow worker -Q $(QUEUE) -n $(QUEUE)@%h --concurrency $(CONCURRENCY) --loglevel INFO
 
 # Every queue in one worker process: the whole chain on a development machine.
 workers: migrate
