@@ -4,8 +4,9 @@ from pipeline.sqlfiles import read_sql
 
 
 class Migration(migrations.Migration):
-    """Stage writes and dirty marks in key order (stages.sql, re-applied): concurrent
-    windows and batches then take row locks in one order."""
+    """stages.sql re-applied: stage writes and dirty marks in key order (concurrent
+    windows and batches take row locks in one order), and the staged stage's fast
+    path for batches whose keys are all new."""
 
     dependencies = [("pipeline", "0010_site_daily_bounds")]
     operations = [
