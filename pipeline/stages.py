@@ -35,7 +35,7 @@ STAGES = ("staged", *TIME_STAGES)
 NEXT_STAGE = dict(zip(STAGES, (*STAGES[1:], None), strict=True))
 WINDOW_UNIT = {"page": "month", "interval": "month", "daily": "month",
                "monthly": "year", "yearly": "year"}  # fmt: skip
-_LOCK_NAMESPACE = 0x4D47  # advisory lock class of stage windows
+_LOCK_NAMESPACE = 0x4D47  # advisory lock class of stage windows (0x4D46: staged_ensure)
 
 
 @dataclass

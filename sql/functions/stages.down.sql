@@ -1,3 +1,5 @@
+DROP FUNCTION IF EXISTS staged_ensure();
+DROP FUNCTION IF EXISTS _staged_new_keys_only(text, timestamptz, timestamptz);
 DROP FUNCTION IF EXISTS site_daily_refresh(text, timestamptz, timestamptz);
 DROP FUNCTION IF EXISTS site_daily_refresh(text);
 DROP FUNCTION IF EXISTS stage_yearly(timestamptz, timestamptz);

@@ -109,6 +109,47 @@ $$;
 -- with work_mem large enough to sort and hash a month window in memory.
 
 -- ------------------------------------------------------------ staged
+-- The staged tables are unlogged (schema 0007): a crash empties them and
+-- their marker. The staged and page stages call staged_ensure() first: when
+-- the marker is gone it rebuilds both tables from raw, every batch the ledger
+-- says was staged, last record per natural key by (batch, position), which is
+-- exactly what they held, so nothing downstream is marked dirty. Returns
+-- whether it rebuilt.
+CREATE OR REPLACE FUNCTION staged_ensure() RETURNS boolean
+LANGUAGE plpgsql SET jit = off SET work_mem = '128MB' AS $fn$
+BEGIN
+    IF EXISTS (SELECT FROM staged_marker) THEN
+        RETURN false;
+    END IF;
+    -- One rebuild at a time (an advisory lock, class 0x4D46 = 19782: table locks
+    -- here would deadlock with the marker read above in another session).
+    PERFORM pg_advisory_xact_lock(19782, 0);
+    IF EXISTS (SELECT FROM staged_marker) THEN
+        RETURN false;  -- another session rebuilt them while this one waited
+    END IF;
+    LOCK TABLE staged_ga, staged_psi IN ACCESS EXCLUSIVE MODE;
+    RAISE NOTICE 'staged tables were emptied (a crash): rebuilding them from raw';
+    TRUNCATE staged_ga, staged_psi;
+    CREATE TEMP TABLE _staged_batches ON COMMIT DROP AS
+        SELECT batch_id FROM pipeline_ledger WHERE stage = 'staged' AND status = 'done';
+    INSERT INTO staged_ga (hour, page_id, users, sessions, views, bounces,
+                           engagement_seconds, batch_id, position)
+    SELECT DISTINCT ON (page_id, hour)
+           hour, page_id, users, sessions, views, bounces, engagement_seconds, batch_id, position
+    FROM raw_ga WHERE batch_id IN (SELECT batch_id FROM _staged_batches)
+    ORDER BY page_id, hour, batch_id DESC, position DESC;
+    INSERT INTO staged_psi (hour, page_id, strategy, measured_at, performance_score,
+                            lcp_ms, fcp_ms, inp_ms, ttfb_ms, cls, batch_id, position)
+    SELECT DISTINCT ON (page_id, utc_trunc('hour', measured_at), strategy)
+           utc_trunc('hour', measured_at), page_id, strategy, measured_at, performance_score,
+           lcp_ms, fcp_ms, inp_ms, ttfb_ms, cls, batch_id, position
+    FROM raw_psi WHERE batch_id IN (SELECT batch_id FROM _staged_batches)
+    ORDER BY page_id, utc_trunc('hour', measured_at), strategy, batch_id DESC, position DESC;
+    INSERT INTO staged_marker DEFAULT VALUES;
+    RETURN true;
+END
+$fn$;
+
 -- One ingest batch: the last record of each natural key in the batch
 -- (highest position), written where it is newer than what staged holds
 -- (batch, then position), so batches may be staged in any order. Marks the
@@ -154,6 +195,7 @@ DECLARE
     v_first timestamptz;
     v_last timestamptz;
 BEGIN
+    PERFORM staged_ensure();
     SELECT source, first_hour, last_hour INTO STRICT v_source, v_first, v_last
     FROM ingest_batch WHERE id = p_batch;
     IF v_source = 'ga' THEN
@@ -279,6 +321,7 @@ CREATE OR REPLACE FUNCTION stage_page(
 )
 LANGUAGE plpgsql SET jit = off SET work_mem = '128MB' AS $fn$
 BEGIN
+    PERFORM staged_ensure();
     -- The keys go through a temporary table: the planner then sizes them and
     -- hash-joins, where a DELETE ... RETURNING CTE would be guessed at one row.
     CREATE TEMP TABLE IF NOT EXISTS _stage_keys (page_id integer, day timestamptz, hours integer)

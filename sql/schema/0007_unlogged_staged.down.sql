@@ -1,0 +1,3 @@
+DROP TABLE IF EXISTS staged_marker;
+ALTER TABLE staged_ga SET LOGGED;
+ALTER TABLE staged_psi SET LOGGED;
