@@ -180,7 +180,7 @@ METRIFLOW_INGEST_BATCH_SIZE = env.int("METRIFLOW_INGEST_BATCH_SIZE", default=1_0
 METRIFLOW_INGEST_PARALLEL = env.int("METRIFLOW_INGEST_PARALLEL", default=2)
 # Windows of one stage run at once by `manage.py pipeline run` (in-process drain),
 # each on its own database connection (docs/benchmarks.md).
-METRIFLOW_DRAIN_WORKERS = env.int("METRIFLOW_DRAIN_WORKERS", default=2)
+METRIFLOW_DRAIN_WORKERS = env.int("METRIFLOW_DRAIN_WORKERS", default=3)
 # Whether an ingested batch starts the Celery chain (off: `pipeline run` drains).
 METRIFLOW_PIPELINE_TRIGGER = env.bool("METRIFLOW_PIPELINE_TRIGGER", default=True)
 # Where `make demo` writes its generated data set.

@@ -7,6 +7,7 @@ DROP FUNCTION IF EXISTS stage_monthly(timestamptz, timestamptz);
 DROP FUNCTION IF EXISTS stage_daily(timestamptz, timestamptz);
 DROP FUNCTION IF EXISTS _stage_rollup(text, timestamptz, timestamptz);
 DROP FUNCTION IF EXISTS stage_interval(timestamptz, timestamptz, integer);
+DROP FUNCTION IF EXISTS _upsert_sql(text, text, timestamptz, timestamptz);
 DROP FUNCTION IF EXISTS _upsert_sql(text, text);
 DROP FUNCTION IF EXISTS _aggregate_columns();
 DROP FUNCTION IF EXISTS _interval_select_list();
