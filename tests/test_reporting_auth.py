@@ -138,8 +138,9 @@ def test_an_inactive_user_is_refused_everywhere():
     user = make_user()
     client = APIClient()
     pair = tokens(client)
+    assert bearer(pair["access"]).get(SUMMARY).status_code == 200  # the user row now cached
     user.is_active = False
-    user.save()
+    user.save()  # drops the cached row
     assert (
         client.post("/api/auth/token", {"username": "alice", "password": PASSWORD}).status_code
         == 401
@@ -232,3 +233,11 @@ def test_rate_limit_counter_is_shared_by_several_api_processes(test_database_env
     # Ten requests spread over three worker processes, one counter: exactly six pass.
     assert codes.count(429) == 4, codes
     assert codes[:6] == [401] * 6
+
+
+def test_a_deleted_user_is_refused_with_a_token_still_valid():
+    user = make_user()
+    pair = tokens(APIClient())
+    assert bearer(pair["access"]).get(SUMMARY).status_code == 200
+    user.delete()
+    assert bearer(pair["access"]).get(SUMMARY).status_code == 401

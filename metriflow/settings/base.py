@@ -141,7 +141,7 @@ CELERY_BEAT_SCHEDULE = {
 # --- REST API ------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework_simplejwt.authentication.JWTAuthentication",
+        "reporting.authentication.CachedUserJWTAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
@@ -193,6 +193,8 @@ METRIFLOW_MAX_PAGE_SIZE = env.int("METRIFLOW_MAX_PAGE_SIZE", default=500)
 # Rate limits (django-ratelimit syntax).
 METRIFLOW_RATE_REPORTS = env.str("METRIFLOW_RATE_REPORTS", default="600/m")
 METRIFLOW_RATE_AUTH = env.str("METRIFLOW_RATE_AUTH", default="10/m")
+# How long a JWT's user row stays in Redis; saving or deleting the user drops it.
+METRIFLOW_AUTH_USER_CACHE_SECONDS = env.int("METRIFLOW_AUTH_USER_CACHE_SECONDS", default=60)
 RATELIMIT_USE_CACHE = "default"
 
 LOGGING = {
