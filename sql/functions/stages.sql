@@ -190,6 +190,24 @@ BEGIN
 END
 $fn$;
 
+-- The fast path's dirty marks: every (page, day) of the batch's records, with
+-- their hours, for the page stage (all of the batch's keys are new).
+CREATE OR REPLACE FUNCTION _mark_batch_page_dirty(p_source text, p_batch bigint) RETURNS void
+LANGUAGE plpgsql AS $fn$
+DECLARE
+    v_time text := CASE p_source WHEN 'ga' THEN 'hour' ELSE 'measured_at' END;
+BEGIN
+    EXECUTE format(
+        'INSERT INTO pipeline_dirty AS d (stage, period_start, page_id, hours) '
+        'SELECT ''page'', utc_trunc(''day'', %1$I), page_id, bit_or(hour_bit(%1$I)) '
+        'FROM %2$I WHERE batch_id = $1 GROUP BY 2, 3 ORDER BY 2, 3 '
+        'ON CONFLICT (stage, period_start, page_id) DO UPDATE SET hours = d.hours | EXCLUDED.hours '
+        'WHERE d.hours <> d.hours | EXCLUDED.hours',
+        v_time, 'raw_' || p_source)
+    USING p_batch;
+END
+$fn$;
+
 CREATE OR REPLACE FUNCTION stage_staged(p_batch bigint, OUT rows_in bigint, OUT rows_out bigint)
 LANGUAGE plpgsql SET jit = off SET work_mem = '128MB' AS $fn$
 DECLARE
@@ -211,11 +229,7 @@ BEGIN
                 FROM raw_ga WHERE batch_id = p_batch ORDER BY page_id, hour;
                 GET DIAGNOSTICS rows_out = ROW_COUNT;
                 rows_in := rows_out;
-                INSERT INTO pipeline_dirty AS d (stage, period_start, page_id, hours)
-                SELECT 'page', utc_trunc('day', hour), page_id, bit_or(hour_bit(hour))
-                FROM raw_ga WHERE batch_id = p_batch GROUP BY 2, 3 ORDER BY 2, 3
-                ON CONFLICT (stage, period_start, page_id) DO UPDATE SET hours = d.hours | EXCLUDED.hours
-                WHERE d.hours <> d.hours | EXCLUDED.hours;
+                PERFORM _mark_batch_page_dirty('ga', p_batch);
                 RETURN;
             EXCEPTION WHEN unique_violation THEN
                 NULL;  -- the batch repeats a key: deduplicated below
@@ -265,12 +279,7 @@ BEGIN
                 ORDER BY page_id, utc_trunc('hour', measured_at), strategy;
                 GET DIAGNOSTICS rows_out = ROW_COUNT;
                 rows_in := rows_out;
-                INSERT INTO pipeline_dirty AS d (stage, period_start, page_id, hours)
-                SELECT 'page', utc_trunc('day', measured_at), page_id,
-                       bit_or(hour_bit(measured_at))
-                FROM raw_psi WHERE batch_id = p_batch GROUP BY 2, 3 ORDER BY 2, 3
-                ON CONFLICT (stage, period_start, page_id) DO UPDATE SET hours = d.hours | EXCLUDED.hours
-                WHERE d.hours <> d.hours | EXCLUDED.hours;
+                PERFORM _mark_batch_page_dirty('psi', p_batch);
                 RETURN;
             EXCEPTION WHEN unique_violation THEN
                 NULL;  -- the batch repeats a key: deduplicated below
