@@ -91,11 +91,11 @@ def period_of(level: str, hour: datetime, interval_hours: int = 4) -> datetime:
     return hour.replace(month=1, day=1, hour=0)
 
 
-def expected_level(page_hours: dict, level: str) -> dict:
+def expected_level(page_hours: dict, level: str, interval_hours: int = 4) -> dict:
     """Per (url, period): sums, counts, and the raw vital values for percentiles."""
     out: dict = {}
     for (url, hour), row in page_hours.items():
-        agg = out.setdefault((url, period_of(level, hour)), defaultdict(float))
+        agg = out.setdefault((url, period_of(level, hour, interval_hours)), defaultdict(float))
         agg.setdefault("values", defaultdict(list))
         if "users" in row:
             agg["traffic_hours"] += 1
@@ -190,14 +190,14 @@ def assert_level_table(level: str, expected: dict) -> None:
                 assert abs(estimate - exact) <= 0.02 * exact + 1e-4, (level, key, hist, p)
 
 
-def assert_every_stage_matches(paths) -> None:
+def assert_every_stage_matches(paths, interval_hours: int = 4) -> None:
     ga, psi = final_records(paths)
     assert query("SELECT count(*) FROM staged_ga") == [(len(ga),)]
     assert query("SELECT count(*) FROM staged_psi") == [(len(psi),)]
     page_hours = expected_page_hours(ga, psi)
     assert_page_hour_table(page_hours)
     for level in ("interval", "daily", "monthly", "yearly"):
-        assert_level_table(level, expected_level(page_hours, level))
+        assert_level_table(level, expected_level(page_hours, level, interval_hours))
     assert_site_daily_table(expected_level(page_hours, "daily"))
     assert query("SELECT count(*) FROM pipeline_dirty") == [(0,)]
 
@@ -354,13 +354,23 @@ def test_any_order_and_split_ends_equal_to_the_data_in_ingest_order(dataset, tmp
     assert snapshot() == state
 
 
-def test_interval_length_is_a_setting(dataset, settings):
-    settings.METRIFLOW_INTERVAL_HOURS = 6
-    ingest_in_order([dataset / "ga.json", dataset / "psi.json"])
+@pytest.mark.parametrize("hours", [3, 6])
+def test_interval_length_is_a_setting(dataset, settings, hours):
+    settings.METRIFLOW_INTERVAL_HOURS = hours
+    main = [dataset / "ga.json", dataset / "psi.json"]
+    ingest_in_order(main)
     stages.drain()
     starts = {h for (h,) in query("SELECT DISTINCT extract(hour FROM period_start AT TIME ZONE "
                                   "'UTC')::int FROM agg_interval")}  # fmt: skip
-    assert starts <= {0, 6, 12, 18} and len(starts) == 4
+    assert starts == set(range(0, 24, hours))
+    # Late records dirty single hours of days already aggregated: only the
+    # intervals holding them are recomputed, and every level still matches.
+    late = [dataset / "ga_late.json", dataset / "psi_late.json"]
+    ingest_in_order(late)
+    stages.drain(("staged",))
+    assert query("SELECT count(*) FROM pipeline_dirty WHERE hours <> 16777215") != [(0,)]
+    stages.drain()
+    assert_every_stage_matches(main + late, interval_hours=hours)
 
 
 def test_histogram_buckets_stay_within_two_percent():

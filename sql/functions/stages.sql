@@ -85,17 +85,13 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
 $$;
 
 -- Hour masks of dirty keys (pipeline_dirty.hours, bit n = hour n of the UTC
--- day): the bit of ts's hour, and the bits of the interval of `hours` hours
--- that holds ts.
+-- day): the bit of ts's hour. _fill_stage_ranges() turns masks into ranges.
 CREATE OR REPLACE FUNCTION hour_bit(ts timestamptz) RETURNS integer
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
     SELECT 1 << date_part('hour', ts AT TIME ZONE 'UTC')::integer
 $$;
 
-CREATE OR REPLACE FUNCTION interval_bits(ts timestamptz, hours integer) RETURNS integer
-LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-    SELECT ((1 << hours) - 1) << (date_part('hour', ts AT TIME ZONE 'UTC')::integer / hours * hours)
-$$;
+DROP FUNCTION IF EXISTS interval_bits(timestamptz, integer);
 
 -- The start of the interval of `hours` hours (a divisor of 24) holding ts.
 CREATE OR REPLACE FUNCTION interval_start(ts timestamptz, hours integer) RETURNS timestamptz
@@ -325,15 +321,56 @@ END
 $fn$;
 
 -- ------------------------------------------------------------ page
+-- The dirty keys of a page or interval window (_stage_keys: page, day, hour
+-- mask) as ranges of page-hours to read (_stage_ranges): a whole day for a key
+-- whose every hour is dirty (a first load, a rebuild), else one range per
+-- dirty unit of p_unit hours (an hour for the page stage, an interval for the
+-- interval stage). Each range is one index range scan, so a late batch that
+-- dirtied one hour of a page-day reads that hour, not the day's 24 rows.
+CREATE OR REPLACE FUNCTION _fill_stage_ranges(p_unit integer) RETURNS void
+LANGUAGE plpgsql AS $fn$
+BEGIN
+    CREATE TEMP TABLE IF NOT EXISTS _stage_ranges (page_id integer, lo timestamptz, hi timestamptz)
+        ON COMMIT DROP;
+    TRUNCATE _stage_ranges;
+    INSERT INTO _stage_ranges
+    SELECT page_id, day, day + interval '1 day' FROM _stage_keys WHERE hours = 16777215
+    UNION ALL
+    SELECT k.page_id, k.day + make_interval(hours => u * p_unit),
+           k.day + make_interval(hours => (u + 1) * p_unit)
+    FROM _stage_keys k CROSS JOIN generate_series(0, 24 / p_unit - 1) AS u
+    WHERE k.hours <> 16777215 AND k.hours & (((1 << p_unit) - 1) << (u * p_unit)) <> 0;
+    ANALYZE _stage_ranges;
+END
+$fn$;
+
 -- Dirty (page, day) keys in [p_from, p_to): GA and PSI of the key's dirty
 -- hours (its hour mask) merged per (page, hour) as a full outer join, PSI
 -- pivoted by strategy. Marks the same (page, day, hours) dirty for interval.
+--
+-- A window that holds no page-hour yet (a first load) is read whole, page by
+-- page: every staged row in it is dirty, since the staged stage marks its
+-- rows in the transaction that writes them, and a window that was ever paged
+-- holds rows. Each page's GA and PSI rows then come in hour order from one
+-- index range scan each, with no key join and no sort, and go in with a plain
+-- INSERT: no speculative insertion or conflict probe per row (the window is
+-- this worker's, by its advisory lock). A window that holds rows reads the
+-- ranges of its keys' dirty hours and upserts.
 CREATE OR REPLACE FUNCTION stage_page(
     p_from timestamptz, p_to timestamptz, OUT rows_in bigint, OUT rows_out bigint
 )
 LANGUAGE plpgsql SET jit = off SET work_mem = '128MB' AS $fn$
 DECLARE
-    v_conflict text := '';  -- ON CONFLICT clause, when the window holds rows already
+    v_columns text := 'users, sessions, views, bounces, '
+        'engagement_seconds, mobile_score, mobile_lcp_ms, mobile_fcp_ms, mobile_inp_ms, '
+        'mobile_ttfb_ms, mobile_cls, desktop_score, desktop_lcp_ms, desktop_fcp_ms, '
+        'desktop_inp_ms, desktop_ttfb_ms, desktop_cls';
+    -- GA's columns, then PSI's pivoted (m_: mobile, d_: desktop), as merged below.
+    v_values text := 'ga.users, ga.sessions, ga.views, ga.bounces, ga.engagement_seconds, '
+        'psi.m_score, psi.m_lcp, psi.m_fcp, psi.m_inp, psi.m_ttfb, psi.m_cls, '
+        'psi.d_score, psi.d_lcp, psi.d_fcp, psi.d_inp, psi.d_ttfb, psi.d_cls';
+    v_pivot text;
+    v_conflict text;
 BEGIN
     PERFORM staged_ensure();
     -- The keys go through a temporary table: the planner then sizes them and
@@ -350,62 +387,60 @@ BEGIN
     GET DIAGNOSTICS rows_in = ROW_COUNT;
     ANALYZE _stage_keys;
 
-    -- A window that holds no page-hour yet (a first load) takes a plain
-    -- INSERT: no speculative insertion and no conflict probe per row (~10% of
-    -- the stage). The window is this worker's (advisory lock) and the merged
-    -- rows are unique per (hour, page), so no row can conflict.
-    IF EXISTS (SELECT FROM page_hour WHERE hour >= p_from AND hour < p_to) THEN
+    SELECT string_agg(format('max(p.%1$I) FILTER (WHERE p.strategy = %2$L) AS %3$s_%4$s',
+                             c.col, s.strategy, left(s.strategy, 1), c.alias), ', '
+                      ORDER BY s.ord, c.ord)
+      INTO v_pivot
+      FROM (VALUES (1, 'mobile'), (2, 'desktop')) AS s (ord, strategy)
+     CROSS JOIN (VALUES (1, 'performance_score', 'score'), (2, 'lcp_ms', 'lcp'),
+                        (3, 'fcp_ms', 'fcp'), (4, 'inp_ms', 'inp'), (5, 'ttfb_ms', 'ttfb'),
+                        (6, 'cls', 'cls')) AS c (ord, col, alias);
+
+    IF NOT EXISTS (SELECT FROM page_hour WHERE hour >= p_from AND hour < p_to) THEN
+        EXECUTE format($sql$
+        INSERT INTO page_hour (page_id, site_id, hour, %1$s)
+        SELECT pg.id, pg.site_id, m.*
+        FROM page pg CROSS JOIN LATERAL (
+            SELECT coalesce(ga.hour, psi.hour) AS hour, %2$s
+            FROM (SELECT * FROM staged_ga g
+                  WHERE g.page_id = pg.id AND g.hour >= $1 AND g.hour < $2) AS ga
+            FULL JOIN (SELECT p.hour, %3$s FROM staged_psi p
+                       WHERE p.page_id = pg.id AND p.hour >= $1 AND p.hour < $2
+                       GROUP BY p.hour) AS psi ON psi.hour = ga.hour
+        ) AS m (hour)
+        ORDER BY pg.id, m.hour
+        $sql$, v_columns, v_values, v_pivot) USING p_from, p_to;
+    ELSE
+        PERFORM _fill_stage_ranges(1);
         SELECT 'ON CONFLICT (hour, page_id) DO UPDATE SET '
                || string_agg(format('%1$I = EXCLUDED.%1$I', attname), ', ' ORDER BY attnum)
           INTO v_conflict
           FROM pg_attribute
          WHERE attrelid = 'page_hour'::regclass AND attnum > 0 AND NOT attisdropped
            AND attname NOT IN ('hour', 'page_id', 'site_id');
+        EXECUTE format($sql$
+        WITH ga AS (
+            SELECT g.* FROM staged_ga g
+            JOIN _stage_ranges r ON r.page_id = g.page_id AND g.hour >= r.lo AND g.hour < r.hi
+        ), psi AS (
+            SELECT p.page_id, p.hour, %3$s
+            FROM staged_psi p
+            JOIN _stage_ranges r ON r.page_id = p.page_id AND p.hour >= r.lo AND p.hour < r.hi
+            GROUP BY p.page_id, p.hour
+        ), merged AS (
+            SELECT coalesce(ga.hour, psi.hour) AS hour,
+                   coalesce(ga.page_id, psi.page_id) AS page_id, %2$s
+            FROM ga FULL OUTER JOIN psi ON psi.page_id = ga.page_id AND psi.hour = ga.hour
+        )
+        INSERT INTO page_hour AS t (hour, page_id, site_id, %1$s)
+        SELECT m.hour, m.page_id, pg.site_id, m.users, m.sessions, m.views, m.bounces,
+               m.engagement_seconds, m.m_score, m.m_lcp, m.m_fcp, m.m_inp, m.m_ttfb, m.m_cls,
+               m.d_score, m.d_lcp, m.d_fcp, m.d_inp, m.d_ttfb, m.d_cls
+        FROM merged m JOIN page pg ON pg.id = m.page_id
+        ORDER BY m.page_id, m.hour
+        %4$s
+        $sql$, v_columns, v_values, v_pivot, v_conflict);
     END IF;
-    EXECUTE format($sql$
-    WITH ga AS (
-        SELECT g.* FROM staged_ga g
-        JOIN _stage_keys k ON k.page_id = g.page_id
-             AND g.hour >= k.day AND g.hour < k.day + interval '1 day'
-        WHERE k.hours & hour_bit(g.hour) <> 0
-    ), psi AS (
-        SELECT p.page_id, p.hour,
-               max(p.performance_score) FILTER (WHERE p.strategy = 'mobile') AS m_score,
-               max(p.lcp_ms) FILTER (WHERE p.strategy = 'mobile') AS m_lcp,
-               max(p.fcp_ms) FILTER (WHERE p.strategy = 'mobile') AS m_fcp,
-               max(p.inp_ms) FILTER (WHERE p.strategy = 'mobile') AS m_inp,
-               max(p.ttfb_ms) FILTER (WHERE p.strategy = 'mobile') AS m_ttfb,
-               max(p.cls) FILTER (WHERE p.strategy = 'mobile') AS m_cls,
-               max(p.performance_score) FILTER (WHERE p.strategy = 'desktop') AS d_score,
-               max(p.lcp_ms) FILTER (WHERE p.strategy = 'desktop') AS d_lcp,
-               max(p.fcp_ms) FILTER (WHERE p.strategy = 'desktop') AS d_fcp,
-               max(p.inp_ms) FILTER (WHERE p.strategy = 'desktop') AS d_inp,
-               max(p.ttfb_ms) FILTER (WHERE p.strategy = 'desktop') AS d_ttfb,
-               max(p.cls) FILTER (WHERE p.strategy = 'desktop') AS d_cls
-        FROM staged_psi p
-        JOIN _stage_keys k ON k.page_id = p.page_id
-             AND p.hour >= k.day AND p.hour < k.day + interval '1 day'
-        WHERE k.hours & hour_bit(p.hour) <> 0
-        GROUP BY p.page_id, p.hour
-    ), merged AS (
-        SELECT coalesce(ga.hour, psi.hour) AS hour, coalesce(ga.page_id, psi.page_id) AS page_id,
-               ga.users, ga.sessions, ga.views, ga.bounces, ga.engagement_seconds,
-               psi.m_score, psi.m_lcp, psi.m_fcp, psi.m_inp, psi.m_ttfb, psi.m_cls,
-               psi.d_score, psi.d_lcp, psi.d_fcp, psi.d_inp, psi.d_ttfb, psi.d_cls
-        FROM ga FULL OUTER JOIN psi ON psi.page_id = ga.page_id AND psi.hour = ga.hour
-    )
-    INSERT INTO page_hour AS t (
-        hour, page_id, site_id, users, sessions, views, bounces, engagement_seconds,
-        mobile_score, mobile_lcp_ms, mobile_fcp_ms, mobile_inp_ms, mobile_ttfb_ms, mobile_cls,
-        desktop_score, desktop_lcp_ms, desktop_fcp_ms, desktop_inp_ms, desktop_ttfb_ms,
-        desktop_cls)
-    SELECT m.hour, m.page_id, pg.site_id, m.users, m.sessions, m.views, m.bounces,
-           m.engagement_seconds, m.m_score, m.m_lcp, m.m_fcp, m.m_inp, m.m_ttfb, m.m_cls,
-           m.d_score, m.d_lcp, m.d_fcp, m.d_inp, m.d_ttfb, m.d_cls
-    FROM merged m JOIN page pg ON pg.id = m.page_id
-    ORDER BY m.page_id, m.hour
-    %s
-    $sql$, v_conflict);
     GET DIAGNOSTICS rows_out = ROW_COUNT;
 
     INSERT INTO pipeline_dirty AS d (stage, period_start, page_id, hours)
@@ -498,12 +533,12 @@ BEGIN
     INSERT INTO _stage_keys SELECT page_id, day, hours FROM keys;
     GET DIAGNOSTICS rows_in = ROW_COUNT;
     ANALYZE _stage_keys;
+    PERFORM _fill_stage_ranges(p_hours);
 
     EXECUTE _upsert_sql('agg_interval', format(
         'SELECT interval_start(h.hour, %s), h.page_id, min(h.site_id), %s '
-        'FROM page_hour h JOIN _stage_keys k ON k.page_id = h.page_id '
-        '  AND h.hour >= k.day AND h.hour < k.day + interval ''1 day'' '
-        'WHERE k.hours & interval_bits(h.hour, %1$s) <> 0 '
+        'FROM page_hour h JOIN _stage_ranges r ON r.page_id = h.page_id '
+        '  AND h.hour >= r.lo AND h.hour < r.hi '
         'GROUP BY 1, 2 ORDER BY 2, 1', p_hours, _interval_select_list()), p_from, p_to);
     GET DIAGNOSTICS rows_out = ROW_COUNT;
 
@@ -567,12 +602,15 @@ BEGIN
                         THEN format('sum(a.%I::numeric)::float8', c)
                     ELSE format('sum(a.%I)', c) END, ', ')
       INTO v_select FROM unnest(v_cols) c;
+    -- The window's bounds on the finer table as well: without them, and
+    -- without statistics on it, the planner may read the whole table per window.
     EXECUTE _upsert_sql(v_target, format(
         'SELECT k.period, a.page_id, min(a.site_id), %s FROM %I a '
         'JOIN _rollup_keys k ON k.page_id = a.page_id '
         '  AND a.period_start >= k.period AND a.period_start < k.period + %L::interval '
+        'WHERE a.period_start >= %L AND a.period_start < %L '
         'GROUP BY k.period, a.page_id ORDER BY a.page_id, k.period',
-        v_select, v_source, '1 ' || v_unit), p_from, p_to);
+        v_select, v_source, '1 ' || v_unit, p_from, p_to), p_from, p_to);
     GET DIAGNOSTICS rows_out = ROW_COUNT;
 
     IF v_next IS NOT NULL THEN
