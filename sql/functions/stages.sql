@@ -451,25 +451,25 @@ END
 $fn$;
 
 -- ------------------------------------------------------------ interval
--- The SELECT list of one aggregate row from page_hour rows (alias h): sums,
+-- The SELECT list of one aggregate row from page_hour rows (alias a): sums,
 -- counts, and per strategy and vital n, good, poor and the histogram.
 CREATE OR REPLACE FUNCTION _interval_select_list() RETURNS text
 LANGUAGE sql STABLE AS $$
-    SELECT 'count(h.users) AS traffic_hours, coalesce(sum(h.users), 0) AS users, '
-        || 'coalesce(sum(h.sessions), 0) AS sessions, coalesce(sum(h.views), 0) AS views, '
-        || 'coalesce(sum(h.bounces), 0) AS bounces, '
-        || 'coalesce(sum(h.engagement_seconds::numeric), 0)::float8 AS engagement_seconds, '
+    SELECT 'count(a.users) AS traffic_hours, coalesce(sum(a.users), 0) AS users, '
+        || 'coalesce(sum(a.sessions), 0) AS sessions, coalesce(sum(a.views), 0) AS views, '
+        || 'coalesce(sum(a.bounces), 0) AS bounces, '
+        || 'coalesce(sum(a.engagement_seconds::numeric), 0)::float8 AS engagement_seconds, '
         || string_agg(per_strategy, ', ' ORDER BY s.ord)
     FROM (
         SELECT s.ord,
-               format('count(h.%1$s_score) AS %1$s_samples, '
-                      'coalesce(sum(h.%1$s_score::numeric), 0)::float8 AS %1$s_score_sum, ', s.name)
+               format('count(a.%1$s_score) AS %1$s_samples, '
+                      'coalesce(sum(a.%1$s_score::numeric), 0)::float8 AS %1$s_score_sum, ', s.name)
                || string_agg(format(
-                      'count(h.%1$s_%2$s) AS %1$s_%2$s_n, '
-                      'count(*) FILTER (WHERE h.%1$s_%2$s <= %3$s) AS %1$s_%2$s_good, '
-                      'count(*) FILTER (WHERE h.%1$s_%2$s > %4$s) AS %1$s_%2$s_poor, '
-                      'array_agg((hist_bucket(h.%1$s_%2$s)::bigint << 32) | 1) '
-                      'FILTER (WHERE h.%1$s_%2$s IS NOT NULL) AS %1$s_%2$s_hist',
+                      'count(a.%1$s_%2$s) AS %1$s_%2$s_n, '
+                      'count(*) FILTER (WHERE a.%1$s_%2$s <= %3$s) AS %1$s_%2$s_good, '
+                      'count(*) FILTER (WHERE a.%1$s_%2$s > %4$s) AS %1$s_%2$s_poor, '
+                      'array_agg((hist_bucket(a.%1$s_%2$s)::bigint << 32) | 1) '
+                      'FILTER (WHERE a.%1$s_%2$s IS NOT NULL) AS %1$s_%2$s_hist',
                       s.name, v.name, v.good_max, v.poor_min), ', ' ORDER BY v.position)
                AS per_strategy
         FROM (VALUES (1, 'mobile'), (2, 'desktop')) AS s (ord, name)
@@ -487,37 +487,70 @@ LANGUAGE sql STABLE AS $$
       AND attname NOT IN ('period_start', 'page_id', 'site_id')
 $$;
 
--- The INSERT of an aggregate stage's rows for the window [p_from, p_to): an
--- upsert when the window holds rows already, a plain INSERT when it holds
--- none (a first load: no speculative insertion, no conflict probe per row).
-DROP FUNCTION IF EXISTS _upsert_sql(text, text);
-CREATE OR REPLACE FUNCTION _upsert_sql(p_target text, p_select text,
-                                       p_from timestamptz, p_to timestamptz) RETURNS text
+-- Whether an aggregate table holds a row in [p_from, p_to).
+CREATE OR REPLACE FUNCTION _window_filled(p_target text, p_from timestamptz, p_to timestamptz)
+RETURNS boolean
 LANGUAGE plpgsql STABLE AS $fn$
 DECLARE
-    v_cols text[] := _aggregate_columns();
     v_filled boolean;
 BEGIN
     EXECUTE format('SELECT EXISTS (SELECT FROM %I WHERE period_start >= $1 AND period_start < $2)',
                    p_target)
     INTO v_filled USING p_from, p_to;
-    RETURN format(
-        'INSERT INTO %I AS t (period_start, page_id, site_id, %s) %s %s',
-        p_target,
-        (SELECT string_agg(format('%I', c), ', ') FROM unnest(v_cols) c),
-        p_select,
-        CASE WHEN v_filled THEN
-            'ON CONFLICT (period_start, page_id) DO UPDATE SET '
-            || (SELECT string_agg(format('%1$I = EXCLUDED.%1$I', c), ', ') FROM unnest(v_cols) c)
-        ELSE '' END);
+    RETURN v_filled;
 END
 $fn$;
 
+-- The INSERT of an aggregate stage's rows: an upsert into a window that holds
+-- rows already, a plain INSERT into one that holds none (a first load: no
+-- speculative insertion, no conflict probe per row).
+DROP FUNCTION IF EXISTS _upsert_sql(text, text);
+DROP FUNCTION IF EXISTS _upsert_sql(text, text, timestamptz, timestamptz);
+CREATE OR REPLACE FUNCTION _upsert_sql(p_target text, p_select text, p_filled boolean)
+RETURNS text
+LANGUAGE sql STABLE AS $$
+    SELECT format(
+        'INSERT INTO %I AS t (period_start, page_id, site_id, %s) %s %s',
+        p_target,
+        (SELECT string_agg(format('%I', c), ', ') FROM unnest(_aggregate_columns()) c),
+        p_select,
+        CASE WHEN p_filled THEN
+            'ON CONFLICT (period_start, page_id) DO UPDATE SET '
+            || (SELECT string_agg(format('%1$I = EXCLUDED.%1$I', c), ', ')
+                FROM unnest(_aggregate_columns()) c)
+        ELSE '' END)
+$$;
+
+-- The SELECT of a first load into an empty aggregate window: every row of the
+-- finer table in [p_from, p_to) is dirty (a stage marks the next one's keys
+-- in the transaction that writes its rows, and a window that was ever
+-- aggregated holds rows), so the window is read whole, page by page, each
+-- page's rows in time order from one index range scan, with no key join.
+-- p_period is the expression of a row's period over the finer table's rows
+-- (alias a), p_aggregates the aggregates of the period's row.
+CREATE OR REPLACE FUNCTION _first_load_select(p_source text, p_time text, p_period text,
+                                              p_aggregates text, p_from timestamptz,
+                                              p_to timestamptz) RETURNS text
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT format(
+        'SELECT m.* FROM page pg CROSS JOIN LATERAL ('
+        '  SELECT %3$s AS period_start, pg.id AS page_id, pg.site_id, %4$s FROM %1$I a'
+        '  WHERE a.page_id = pg.id AND a.%2$I >= %5$L AND a.%2$I < %6$L GROUP BY 1'
+        ') AS m ORDER BY m.page_id, m.period_start',
+        p_source, p_time, p_period, p_aggregates, p_from, p_to)
+$$;
+
+-- Dirty (page, day) keys in [p_from, p_to), each with its dirty hours: the
+-- intervals of p_hours hours holding one of them are recomputed from
+-- page_hour. Marks the (page, day) dirty for the daily stage.
 CREATE OR REPLACE FUNCTION stage_interval(
     p_from timestamptz, p_to timestamptz, p_hours integer,
     OUT rows_in bigint, OUT rows_out bigint
 )
 LANGUAGE plpgsql SET jit = off SET work_mem = '128MB' AS $fn$
+DECLARE
+    v_filled boolean;
+    v_select text;
 BEGIN
     IF p_hours NOT IN (1, 2, 3, 4, 6, 8, 12) THEN
         RAISE EXCEPTION 'interval length must divide a day: % h', p_hours USING ERRCODE = '22023';
@@ -533,13 +566,20 @@ BEGIN
     INSERT INTO _stage_keys SELECT page_id, day, hours FROM keys;
     GET DIAGNOSTICS rows_in = ROW_COUNT;
     ANALYZE _stage_keys;
-    PERFORM _fill_stage_ranges(p_hours);
 
-    EXECUTE _upsert_sql('agg_interval', format(
-        'SELECT interval_start(h.hour, %s), h.page_id, min(h.site_id), %s '
-        'FROM page_hour h JOIN _stage_ranges r ON r.page_id = h.page_id '
-        '  AND h.hour >= r.lo AND h.hour < r.hi '
-        'GROUP BY 1, 2 ORDER BY 2, 1', p_hours, _interval_select_list()), p_from, p_to);
+    v_filled := _window_filled('agg_interval', p_from, p_to);
+    IF v_filled THEN
+        PERFORM _fill_stage_ranges(p_hours);
+        v_select := format(
+            'SELECT interval_start(a.hour, %s), a.page_id, min(a.site_id), %s '
+            'FROM page_hour a JOIN _stage_ranges r ON r.page_id = a.page_id '
+            '  AND a.hour >= r.lo AND a.hour < r.hi '
+            'GROUP BY 1, 2 ORDER BY 2, 1', p_hours, _interval_select_list());
+    ELSE
+        v_select := _first_load_select('page_hour', 'hour', format('interval_start(a.hour, %s)', p_hours),
+                                       _interval_select_list(), p_from, p_to);
+    END IF;
+    EXECUTE _upsert_sql('agg_interval', v_select, v_filled);
     GET DIAGNOSTICS rows_out = ROW_COUNT;
 
     INSERT INTO pipeline_dirty (stage, period_start, page_id)
@@ -565,7 +605,8 @@ DECLARE
     v_next_unit text;
     v_hist text;          -- how histograms combine at this level
     v_cols text[] := _aggregate_columns();
-    v_select text;
+    v_aggregates text;
+    v_filled boolean;
 BEGIN
     CASE p_stage
         WHEN 'daily' THEN
@@ -601,16 +642,23 @@ BEGIN
                     WHEN c IN ('engagement_seconds', 'mobile_score_sum', 'desktop_score_sum')
                         THEN format('sum(a.%I::numeric)::float8', c)
                     ELSE format('sum(a.%I)', c) END, ', ')
-      INTO v_select FROM unnest(v_cols) c;
-    -- The window's bounds on the finer table as well: without them, and
-    -- without statistics on it, the planner may read the whole table per window.
-    EXECUTE _upsert_sql(v_target, format(
-        'SELECT k.period, a.page_id, min(a.site_id), %s FROM %I a '
-        'JOIN _rollup_keys k ON k.page_id = a.page_id '
-        '  AND a.period_start >= k.period AND a.period_start < k.period + %L::interval '
-        'WHERE a.period_start >= %L AND a.period_start < %L '
-        'GROUP BY k.period, a.page_id ORDER BY a.page_id, k.period',
-        v_select, v_source, '1 ' || v_unit, p_from, p_to), p_from, p_to);
+      INTO v_aggregates FROM unnest(v_cols) c;
+    v_filled := _window_filled(v_target, p_from, p_to);
+    IF v_filled THEN
+        -- The window's bounds on the finer table as well: without them, and
+        -- without statistics on it, the planner may read the whole table.
+        EXECUTE _upsert_sql(v_target, format(
+            'SELECT k.period, a.page_id, min(a.site_id), %s FROM %I a '
+            'JOIN _rollup_keys k ON k.page_id = a.page_id '
+            '  AND a.period_start >= k.period AND a.period_start < k.period + %L::interval '
+            'WHERE a.period_start >= %L AND a.period_start < %L '
+            'GROUP BY k.period, a.page_id ORDER BY a.page_id, k.period',
+            v_aggregates, v_source, '1 ' || v_unit, p_from, p_to), true);
+    ELSE
+        EXECUTE _upsert_sql(v_target, _first_load_select(
+            v_source, 'period_start', format('utc_trunc(%L, a.period_start)', v_unit),
+            v_aggregates, p_from, p_to), false);
+    END IF;
     GET DIAGNOSTICS rows_out = ROW_COUNT;
 
     IF v_next IS NOT NULL THEN
