@@ -354,6 +354,39 @@ def test_any_order_and_split_ends_equal_to_the_data_in_ingest_order(dataset, tmp
     assert snapshot() == state
 
 
+def staged_primary_keys() -> dict:
+    return dict(query(
+        "SELECT c.relname, pg_get_indexdef(i.indexrelid) FROM pg_index i "
+        "JOIN pg_class c ON c.oid = i.indrelid "
+        "WHERE c.relname IN ('staged_ga', 'staged_psi') AND i.indisprimary"
+    ))  # fmt: skip
+
+
+def test_a_first_load_without_repeated_keys_keeps_the_staged_primary_keys(tmp_path):
+    # Clean files into empty staged tables: the fast path loads them without
+    # their primary keys and builds them afterwards; they must be back.
+    before = staged_primary_keys()
+    generate(tmp_path, "--records", "960", "--pages", "8", "--late", "0.05")
+    main = [tmp_path / "ga.json", tmp_path / "psi.json"]
+    ingest_in_order(main)
+    assert query("SELECT count(*) FROM staged_ga") == [(0,)]
+    stages.drain()
+    assert staged_primary_keys() == before and len(before) == 2
+    # ... and the keys still hold: late data takes the general path and ends equal.
+    late = [tmp_path / "ga_late.json", tmp_path / "psi_late.json"]
+    ingest_in_order(late)
+    stages.drain()
+    assert_every_stage_matches(main + late)
+
+
+def test_a_first_load_that_repeats_a_key_falls_back_and_keeps_the_primary_keys(dataset):
+    before = staged_primary_keys()
+    ingest_in_order([dataset / "ga.json", dataset / "psi.json"])  # files with duplicates
+    stages.drain()
+    assert staged_primary_keys() == before
+    assert_every_stage_matches([dataset / "ga.json", dataset / "psi.json"])
+
+
 @pytest.mark.parametrize("hours", [3, 6])
 def test_interval_length_is_a_setting(dataset, settings, hours):
     settings.METRIFLOW_INTERVAL_HOURS = hours

@@ -1,5 +1,6 @@
 DROP FUNCTION IF EXISTS _mark_batch_page_dirty(text, bigint);
 DROP FUNCTION IF EXISTS staged_ensure();
+DROP FUNCTION IF EXISTS _staged_insert_batch(text, bigint);
 DROP FUNCTION IF EXISTS _staged_new_keys_only(text, timestamptz, timestamptz);
 DROP FUNCTION IF EXISTS site_daily_refresh(text, timestamptz, timestamptz);
 DROP FUNCTION IF EXISTS site_daily_refresh(text);

@@ -204,6 +204,51 @@ BEGIN
 END
 $fn$;
 
+-- The fast path's insert: every raw row of the batch, in key order. Into an
+-- empty staged table (the first load) the rows go without the primary key,
+-- which is built afterwards in one sort of rows already in key order: 13M
+-- PSI rows 34 -> 27 s. That takes an ACCESS EXCLUSIVE lock on the table until
+-- commit; the page stage locks both staged tables before it takes any dirty
+-- key, so it waits here without holding a row this stage's dirty marks need.
+-- A repeated key raises unique_violation, from the insert or the index build.
+CREATE OR REPLACE FUNCTION _staged_insert_batch(p_source text, p_batch bigint) RETURNS bigint
+LANGUAGE plpgsql AS $fn$
+DECLARE
+    v_table text := 'staged_' || p_source;
+    v_empty boolean;
+    v_rows bigint;
+BEGIN
+    EXECUTE format('SELECT NOT EXISTS (SELECT FROM %I)', v_table) INTO v_empty;
+    IF v_empty THEN
+        EXECUTE format('LOCK TABLE %I IN ACCESS EXCLUSIVE MODE', v_table);
+        EXECUTE format('ALTER TABLE %I DROP CONSTRAINT %I', v_table, v_table || '_pkey');
+    END IF;
+    IF p_source = 'ga' THEN
+        INSERT INTO staged_ga (hour, page_id, users, sessions, views, bounces,
+                               engagement_seconds, batch_id, position)
+        SELECT hour, page_id, users, sessions, views, bounces, engagement_seconds,
+               batch_id, position
+        FROM raw_ga WHERE batch_id = p_batch ORDER BY page_id, hour;
+    ELSE
+        INSERT INTO staged_psi (hour, page_id, strategy, measured_at, performance_score,
+                                lcp_ms, fcp_ms, inp_ms, ttfb_ms, cls, batch_id, position)
+        SELECT utc_trunc('hour', measured_at), page_id, strategy, measured_at,
+               performance_score, lcp_ms, fcp_ms, inp_ms, ttfb_ms, cls, batch_id, position
+        FROM raw_psi WHERE batch_id = p_batch
+        ORDER BY page_id, utc_trunc('hour', measured_at), strategy;
+    END IF;
+    GET DIAGNOSTICS v_rows = ROW_COUNT;
+    IF v_empty THEN
+        EXECUTE format('ALTER TABLE %I ADD CONSTRAINT %I PRIMARY KEY (%s)', v_table,
+                       v_table || '_pkey',
+                       CASE p_source WHEN 'ga' THEN 'page_id, hour'
+                                     ELSE 'page_id, hour, strategy' END);
+    END IF;
+    PERFORM _mark_batch_page_dirty(p_source, p_batch);
+    RETURN v_rows;
+END
+$fn$;
+
 CREATE OR REPLACE FUNCTION stage_staged(p_batch bigint, OUT rows_in bigint, OUT rows_out bigint)
 LANGUAGE plpgsql SET jit = off SET work_mem = '128MB' AS $fn$
 DECLARE
@@ -218,14 +263,8 @@ BEGIN
         LOCK TABLE staged_ga IN SHARE ROW EXCLUSIVE MODE;
         IF _staged_new_keys_only('ga', v_first, v_last) THEN
             BEGIN
-                INSERT INTO staged_ga (hour, page_id, users, sessions, views, bounces,
-                                       engagement_seconds, batch_id, position)
-                SELECT hour, page_id, users, sessions, views, bounces, engagement_seconds,
-                       batch_id, position
-                FROM raw_ga WHERE batch_id = p_batch ORDER BY page_id, hour;
-                GET DIAGNOSTICS rows_out = ROW_COUNT;
+                rows_out := _staged_insert_batch('ga', p_batch);
                 rows_in := rows_out;
-                PERFORM _mark_batch_page_dirty('ga', p_batch);
                 RETURN;
             EXCEPTION WHEN unique_violation THEN
                 NULL;  -- the batch repeats a key: deduplicated below
@@ -267,15 +306,8 @@ BEGIN
         LOCK TABLE staged_psi IN SHARE ROW EXCLUSIVE MODE;
         IF _staged_new_keys_only('psi', v_first, v_last) THEN
             BEGIN
-                INSERT INTO staged_psi (hour, page_id, strategy, measured_at, performance_score,
-                                        lcp_ms, fcp_ms, inp_ms, ttfb_ms, cls, batch_id, position)
-                SELECT utc_trunc('hour', measured_at), page_id, strategy, measured_at,
-                       performance_score, lcp_ms, fcp_ms, inp_ms, ttfb_ms, cls, batch_id, position
-                FROM raw_psi WHERE batch_id = p_batch
-                ORDER BY page_id, utc_trunc('hour', measured_at), strategy;
-                GET DIAGNOSTICS rows_out = ROW_COUNT;
+                rows_out := _staged_insert_batch('psi', p_batch);
                 rows_in := rows_out;
-                PERFORM _mark_batch_page_dirty('psi', p_batch);
                 RETURN;
             EXCEPTION WHEN unique_violation THEN
                 NULL;  -- the batch repeats a key: deduplicated below
@@ -373,6 +405,9 @@ DECLARE
     v_conflict text;
 BEGIN
     PERFORM staged_ensure();
+    -- Both staged tables before any dirty key: a first load holds its staged
+    -- table exclusively and marks keys at its end (_staged_insert_batch).
+    LOCK TABLE staged_ga, staged_psi IN ACCESS SHARE MODE;
     -- The keys go through a temporary table: the planner then sizes them and
     -- hash-joins, where a DELETE ... RETURNING CTE would be guessed at one row.
     CREATE TEMP TABLE IF NOT EXISTS _stage_keys (page_id integer, day timestamptz, hours integer)
