@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import math
 import random
+import time
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
@@ -385,6 +387,36 @@ def test_a_first_load_that_repeats_a_key_falls_back_and_keeps_the_primary_keys(d
     stages.drain()
     assert staged_primary_keys() == before
     assert_every_stage_matches([dataset / "ga.json", dataset / "psi.json"])
+
+
+def test_the_page_stage_waits_for_a_first_load_of_staged_without_a_deadlock(tmp_path):
+    # A first load holds its empty staged table exclusively (its primary key is
+    # dropped and rebuilt) and marks its page-days dirty at its end. A page stage
+    # that started meanwhile, on the page-days the GA batch dirtied, must wait
+    # before taking any of those keys: had it taken them, the load's marks would
+    # wait for it while it waits for the table, a deadlock.
+    generate(tmp_path, "--records", "960", "--pages", "8")
+    main = [tmp_path / "ga.json", tmp_path / "psi.json"]
+    ingest_in_order(main)
+    [(ga_batch,)] = query("SELECT id FROM ingest_batch WHERE source = 'ga'")
+    [(psi_batch,)] = query("SELECT id FROM ingest_batch WHERE source = 'psi'")
+    assert stages.run_staged(ga_batch).status == "done"
+    with stages.connect() as loading:
+        loading.execute("LOCK TABLE staged_psi IN ACCESS EXCLUSIVE MODE")  # the load begins
+        with ThreadPoolExecutor(1) as pool:
+            page = pool.submit(stages.drain, ("page",))
+            for _ in range(200):  # until the page stage's backend waits for the table
+                if query("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                         "AND application_name = 'metriflow-ingest'") != [(0,)]:  # fmt: skip
+                    break
+                time.sleep(0.05)
+            else:
+                pytest.fail("the page stage did not wait for the first load")
+            loading.execute("SELECT stage_staged(%s)", (psi_batch,))  # rows, key, marks
+            loading.commit()
+            assert [run.status for run in page.result()]
+    stages.drain()  # the PSI batch's ledger row: staged again, changing nothing
+    assert_every_stage_matches(main)
 
 
 @pytest.mark.parametrize("hours", [3, 6])
