@@ -16,6 +16,7 @@ DROP FUNCTION IF EXISTS _upsert_sql(text, text, timestamptz, timestamptz);
 DROP FUNCTION IF EXISTS _upsert_sql(text, text);
 DROP FUNCTION IF EXISTS _aggregate_columns();
 DROP FUNCTION IF EXISTS _interval_select_list();
+DROP FUNCTION IF EXISTS _exact_sum_sql(text);
 DROP FUNCTION IF EXISTS stage_page(timestamptz, timestamptz);
 DROP FUNCTION IF EXISTS _fill_stage_ranges(integer);
 DROP FUNCTION IF EXISTS stage_staged(bigint);

@@ -485,6 +485,20 @@ BEGIN
 END
 $fn$;
 
+-- ------------------------------------------------------------ exact float sums
+-- The sum of a float column over a group, the same bits whatever order the
+-- rows are read in: each value is rounded to a millionth (a microsecond of
+-- engagement, a millionth of a score point) and the sum is one of
+-- integer-valued doubles, exact in any order below 2^53 millionths (9e9 s of
+-- engagement in one row). A coarser level gets back the finer level's
+-- integers exactly, so every level is the exact sum of the rounded values.
+-- A cast of each value to numeric did the same at ~30x the cost: it formats
+-- and parses every double (~0.4 us a value, a fifth of the interval stage).
+CREATE OR REPLACE FUNCTION _exact_sum_sql(p_column text) RETURNS text
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT format('coalesce(sum(round(%s * 1e6)), 0) / 1e6', p_column)
+$$;
+
 -- ------------------------------------------------------------ interval
 -- The SELECT list of one aggregate row from page_hour rows (alias a): sums,
 -- counts, and per strategy and vital n, good, poor and the histogram.
@@ -493,12 +507,12 @@ LANGUAGE sql STABLE AS $$
     SELECT 'count(a.users) AS traffic_hours, coalesce(sum(a.users), 0) AS users, '
         || 'coalesce(sum(a.sessions), 0) AS sessions, coalesce(sum(a.views), 0) AS views, '
         || 'coalesce(sum(a.bounces), 0) AS bounces, '
-        || 'coalesce(sum(a.engagement_seconds::numeric), 0)::float8 AS engagement_seconds, '
+        || _exact_sum_sql('a.engagement_seconds') || ' AS engagement_seconds, '
         || string_agg(per_strategy, ', ' ORDER BY s.ord)
     FROM (
         SELECT s.ord,
-               format('count(a.%1$s_score) AS %1$s_samples, '
-                      'coalesce(sum(a.%1$s_score::numeric), 0)::float8 AS %1$s_score_sum, ', s.name)
+               format('count(a.%1$s_score) AS %1$s_samples, %2$s AS %1$s_score_sum, ',
+                      s.name, _exact_sum_sql(format('a.%s_score', s.name)))
                || string_agg(format(
                       'count(a.%1$s_%2$s) AS %1$s_%2$s_n, '
                       'count(*) FILTER (WHERE a.%1$s_%2$s <= %3$s) AS %1$s_%2$s_good, '
@@ -671,11 +685,11 @@ BEGIN
 
     -- Order-independent, so that a rerun gives the same bits whatever order
     -- the rows are read in, without a sort per group and aggregate: float
-    -- sums are exact sums through numeric, histograms are multisets.
+    -- sums are exact (_exact_sum_sql), histograms are multisets.
     SELECT string_agg(
                CASE WHEN c LIKE '%\_hist' THEN format('%s(a.%I)', v_hist, c)
                     WHEN c IN ('engagement_seconds', 'mobile_score_sum', 'desktop_score_sum')
-                        THEN format('sum(a.%I::numeric)::float8', c)
+                        THEN _exact_sum_sql(format('a.%I', c))
                     ELSE format('sum(a.%I)', c) END, ', ')
       INTO v_aggregates FROM unnest(v_cols) c;
     v_filled := _window_filled(v_target, p_from, p_to);
@@ -739,7 +753,7 @@ BEGIN
         (SELECT string_agg(
                     CASE WHEN c LIKE '%\_hist' THEN format('hist_merge_agg(a.%I)', c)
                          WHEN c IN ('engagement_seconds', 'mobile_score_sum', 'desktop_score_sum')
-                             THEN format('sum(a.%I::numeric)::float8', c)
+                             THEN _exact_sum_sql(format('a.%I', c))
                          ELSE format('sum(a.%I)', c) END, ', ')
            FROM unnest(v_cols) c),
         p_site_days,

@@ -4,8 +4,9 @@ from pipeline.sqlfiles import read_sql
 
 
 class Migration(migrations.Migration):
-    """The page and interval stages read the ranges of a key's dirty hours, not
-    its whole day (stages.sql, re-applied)."""
+    """stages.sql, re-applied: first-load windows read page by page, dirty hours
+    read as ranges, the staged primary key built after a first load's rows, and
+    float sums of rounded values instead of numeric casts."""
 
     dependencies = [("pipeline", "0014_plain_insert_into_empty_windows")]
     operations = [
