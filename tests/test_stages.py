@@ -381,6 +381,24 @@ def test_a_first_load_without_repeated_keys_keeps_the_staged_primary_keys(tmp_pa
     assert_every_stage_matches(main + late)
 
 
+def test_a_first_load_marks_each_page_day_with_the_hours_of_its_records(tmp_path):
+    generate(tmp_path, "--records", "960", "--pages", "8", "--start", "2024-12-31T13:00:00Z")
+    ingest_in_order([tmp_path / "ga.json", tmp_path / "psi.json"])
+    for (batch_id,) in query("SELECT id FROM ingest_batch ORDER BY id"):
+        assert stages.run_staged(batch_id).status == "done"
+    expected: dict = defaultdict(int)
+    for name, field in (("ga.json", "hour"), ("psi.json", "measured_at")):
+        for _text, record in read_records(tmp_path / name):
+            hour = hour_of(parse_iso(record[field]))
+            day = hour.replace(hour=0)
+            expected[(canonical(record["page"]), day)] |= 1 << hour.hour
+    got = query(
+        "SELECT p.url, d.period_start, d.hours FROM pipeline_dirty d JOIN page p ON p.id = d.page_id "
+        "WHERE d.stage = 'page'"
+    )
+    assert {(url, day): hours for url, day, hours in got} == dict(expected)
+
+
 def test_a_first_load_that_repeats_a_key_falls_back_and_keeps_the_primary_keys(dataset):
     before = staged_primary_keys()
     ingest_in_order([dataset / "ga.json", dataset / "psi.json"])  # files with duplicates
