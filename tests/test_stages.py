@@ -393,8 +393,8 @@ def test_a_first_load_marks_each_page_day_with_the_hours_of_its_records(tmp_path
             day = hour.replace(hour=0)
             expected[(canonical(record["page"]), day)] |= 1 << hour.hour
     got = query(
-        "SELECT p.url, d.period_start, d.hours FROM pipeline_dirty d JOIN page p ON p.id = d.page_id "
-        "WHERE d.stage = 'page'"
+        "SELECT p.url, d.period_start, d.hours FROM pipeline_dirty d "
+        "JOIN page p ON p.id = d.page_id WHERE d.stage = 'page'"
     )
     assert {(url, day): hours for url, day, hours in got} == dict(expected)
 
