@@ -2,8 +2,8 @@
 
 from dataclasses import dataclass
 
-from django.db import connection
-from psycopg import sql
+from django.db import OperationalError, connection, transaction
+from psycopg import errors, sql
 
 # Each stage's table(s), in chain order.
 STAGE_TABLES: dict[str, tuple[str, ...]] = {
@@ -17,10 +17,16 @@ STAGE_TABLES: dict[str, tuple[str, ...]] = {
 }
 
 
+# A first load of a staged table holds it exclusively until it commits
+# (docs/architecture.md, "Staged fast path"): counting its rows then waits at
+# most this long and reports the table as being loaded.
+COUNT_LOCK_TIMEOUT = "250ms"
+
+
 @dataclass(frozen=True)
 class StageState:
     stage: str
-    rows: dict[str, int]
+    rows: dict[str, int | None]  # None: the table is being loaded (locked)
     ledger: dict[str, int]
     dirty: int
 
@@ -44,10 +50,19 @@ def stage_states() -> list[StageState]:
 
         states = []
         for stage, tables in STAGE_TABLES.items():
-            rows = {}
-            for table in tables:
-                query = sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table))
-                cursor.execute(query.as_string(cursor.connection))
-                rows[table] = cursor.fetchone()[0]
+            rows = {table: _count_rows(cursor, table) for table in tables}
             states.append(StageState(stage, rows, ledger.get(stage, {}), dirty.get(stage, 0)))
     return states
+
+
+def _count_rows(cursor, table: str) -> int | None:
+    query = sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table))
+    try:
+        with transaction.atomic():
+            cursor.execute("SET LOCAL lock_timeout = %s", [COUNT_LOCK_TIMEOUT])
+            cursor.execute(query.as_string(cursor.connection))
+            return cursor.fetchone()[0]
+    except OperationalError as exc:
+        if isinstance(exc.__cause__, errors.LockNotAvailable):
+            return None
+        raise

@@ -9,6 +9,7 @@ order) and compared table by table, percentiles included.
 
 from __future__ import annotations
 
+import io
 import math
 import random
 import time
@@ -18,6 +19,7 @@ from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
 import pytest
+from django.core.management import call_command
 from django.db import connection
 
 from pipeline import stages
@@ -435,6 +437,24 @@ def test_the_page_stage_waits_for_a_first_load_of_staged_without_a_deadlock(tmp_
             assert [run.status for run in page.result()]
     stages.drain()  # the PSI batch's ledger row: staged again, changing nothing
     assert_every_stage_matches(main)
+
+
+def test_pipeline_status_counts_rows_and_says_loading_for_a_table_being_loaded(dataset):
+    ingest_in_order([dataset / "ga.json", dataset / "psi.json"])
+    stages.drain()
+
+    def status() -> dict:
+        out = io.StringIO()
+        call_command("pipeline", "status", stdout=out)
+        return {line.split()[0]: line.split()[1] for line in out.getvalue().splitlines()[2:]}
+
+    staged = query("SELECT (SELECT count(*) FROM staged_ga) + (SELECT count(*) FROM staged_psi)")
+    assert status()["staged"] == f"{staged[0][0]:,}"
+    assert status()["page"] == f"{query('SELECT count(*) FROM page_hour')[0][0]:,}"
+    with stages.connect() as loading:  # as a first load of staged_psi holds it
+        loading.execute("LOCK TABLE staged_psi IN ACCESS EXCLUSIVE MODE")
+        assert status()["staged"] == "loading"
+        loading.rollback()
 
 
 @pytest.mark.parametrize("hours", [3, 6])

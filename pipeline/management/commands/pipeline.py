@@ -74,5 +74,7 @@ class Command(BaseCommand):
         self.stdout.write("-" * len(header))
         for state in stage_states():
             ledger = ", ".join(f"{k}={v}" for k, v in sorted(state.ledger.items())) or "-"
-            rows = sum(state.rows.values())
-            self.stdout.write(f"{state.stage:<9} {rows:>12,} {state.dirty:>8,}  {ledger}")
+            # None: a first load holds the table until it commits.
+            counts = state.rows.values()
+            rows = "loading" if None in counts else f"{sum(counts):,}"
+            self.stdout.write(f"{state.stage:<9} {rows:>12} {state.dirty:>8,}  {ledger}")
