@@ -386,8 +386,8 @@ $fn$;
 -- hours (its hour mask) merged per (page, hour) as a full outer join, PSI
 -- pivoted by strategy. Marks the same (page, day, hours) dirty for interval.
 --
--- A window that holds no page-hour yet (a first load) is read whole, page by
--- page: every staged row in it is dirty, since the staged stage marks its
+-- A window that holds no page-hour yet (a first load) is read whole for each
+-- page of its keys: every staged row in it is dirty, since the staged stage marks its
 -- rows in the transaction that writes them, and a window that was ever paged
 -- holds rows. Each page's GA and PSI rows then come in hour order from one
 -- index range scan each, with no key join and no sort, and go in with a plain
@@ -440,16 +440,18 @@ BEGIN
     IF NOT EXISTS (SELECT FROM page_hour WHERE hour >= p_from AND hour < p_to) THEN
         EXECUTE format($sql$
         INSERT INTO page_hour (page_id, site_id, hour, %1$s)
-        SELECT pg.id, pg.site_id, m.*
-        FROM page pg CROSS JOIN LATERAL (
+        SELECT k.page_id, pg.site_id, m.*
+        FROM (SELECT DISTINCT page_id FROM _stage_keys ORDER BY page_id) AS k
+        CROSS JOIN LATERAL (SELECT site_id FROM page WHERE id = k.page_id) AS pg
+        CROSS JOIN LATERAL (
             SELECT coalesce(ga.hour, psi.hour) AS hour, %2$s
             FROM (SELECT * FROM staged_ga g
-                  WHERE g.page_id = pg.id AND g.hour >= $1 AND g.hour < $2) AS ga
+                  WHERE g.page_id = k.page_id AND g.hour >= $1 AND g.hour < $2) AS ga
             FULL JOIN (SELECT p.hour, %3$s FROM staged_psi p
-                       WHERE p.page_id = pg.id AND p.hour >= $1 AND p.hour < $2
+                       WHERE p.page_id = k.page_id AND p.hour >= $1 AND p.hour < $2
                        GROUP BY p.hour) AS psi ON psi.hour = ga.hour
         ) AS m (hour)
-        ORDER BY pg.id, m.hour
+        ORDER BY k.page_id, m.hour
         $sql$, v_columns, v_values, v_pivot) USING p_from, p_to;
     ELSE
         PERFORM _fill_stage_ranges(1);
@@ -579,20 +581,25 @@ $$;
 -- The SELECT of a first load into an empty aggregate window: every row of the
 -- finer table in [p_from, p_to) is dirty (a stage marks the next one's keys
 -- in the transaction that writes its rows, and a window that was ever
--- aggregated holds rows), so the window is read whole, page by page, each
--- page's rows in time order from one index range scan, with no key join.
+-- aggregated holds rows), so the window is read whole for each page of its
+-- keys (p_keys), each page's rows in time order from one index range scan,
+-- with no join against the keys' periods and no sort of the window.
 -- p_period is the expression of a row's period over the finer table's rows
 -- (alias a), p_aggregates the aggregates of the period's row.
-CREATE OR REPLACE FUNCTION _first_load_select(p_source text, p_time text, p_period text,
-                                              p_aggregates text, p_from timestamptz,
-                                              p_to timestamptz) RETURNS text
+DROP FUNCTION IF EXISTS _first_load_select(text, text, text, text, timestamptz, timestamptz);
+CREATE OR REPLACE FUNCTION _first_load_select(p_keys text, p_source text, p_time text,
+                                              p_period text, p_aggregates text,
+                                              p_from timestamptz, p_to timestamptz)
+RETURNS text
 LANGUAGE sql IMMUTABLE AS $$
     SELECT format(
-        'SELECT m.* FROM page pg CROSS JOIN LATERAL ('
-        '  SELECT %3$s AS period_start, pg.id AS page_id, pg.site_id, %4$s FROM %1$I a'
-        '  WHERE a.page_id = pg.id AND a.%2$I >= %5$L AND a.%2$I < %6$L GROUP BY 1'
+        'SELECT m.* FROM (SELECT DISTINCT page_id FROM %1$I ORDER BY page_id) AS k '
+        'CROSS JOIN LATERAL (SELECT site_id FROM page WHERE id = k.page_id) AS pg '
+        'CROSS JOIN LATERAL ('
+        '  SELECT %4$s AS period_start, k.page_id, pg.site_id, %5$s FROM %2$I a'
+        '  WHERE a.page_id = k.page_id AND a.%3$I >= %6$L AND a.%3$I < %7$L GROUP BY 1'
         ') AS m ORDER BY m.page_id, m.period_start',
-        p_source, p_time, p_period, p_aggregates, p_from, p_to)
+        p_keys, p_source, p_time, p_period, p_aggregates, p_from, p_to)
 $$;
 
 -- Dirty (page, day) keys in [p_from, p_to), each with its dirty hours: the
@@ -631,8 +638,9 @@ BEGIN
             '  AND a.hour >= r.lo AND a.hour < r.hi '
             'GROUP BY 1, 2 ORDER BY 2, 1', p_hours, _interval_select_list());
     ELSE
-        v_select := _first_load_select('page_hour', 'hour', format('interval_start(a.hour, %s)', p_hours),
-                                       _interval_select_list(), p_from, p_to);
+        v_select := _first_load_select(
+            '_stage_keys', 'page_hour', 'hour', format('interval_start(a.hour, %s)', p_hours),
+            _interval_select_list(), p_from, p_to);
     END IF;
     EXECUTE _upsert_sql('agg_interval', v_select, v_filled);
     GET DIAGNOSTICS rows_out = ROW_COUNT;
@@ -711,7 +719,7 @@ BEGIN
             v_aggregates, v_source, '1 ' || v_unit, p_from, p_to), true);
     ELSE
         EXECUTE _upsert_sql(v_target, _first_load_select(
-            v_source, 'period_start', format('utc_trunc(%L, a.period_start)', v_unit),
+            '_rollup_keys', v_source, 'period_start', format('utc_trunc(%L, a.period_start)', v_unit),
             v_aggregates, p_from, p_to), false);
     END IF;
     GET DIAGNOSTICS rows_out = ROW_COUNT;
