@@ -56,6 +56,12 @@ def connect() -> psycopg.Connection:
     )
 
 
+def _window_start(moment: datetime, unit: str) -> datetime:
+    moment = moment.astimezone(UTC)
+    start = moment.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    return start.replace(month=1) if unit == "year" else start
+
+
 def _window_end(start: datetime, unit: str) -> datetime:
     if unit == "year":
         return start.replace(year=start.year + 1)
@@ -133,6 +139,10 @@ def run_window(stage: str, start: datetime) -> StageRun:
     """Recomputes the dirty keys of one stage inside one window starting at ``start``."""
     if stage not in TIME_STAGES:
         raise ValueError(f"not a time-window stage: {stage}")
+    if start != _window_start(start, WINDOW_UNIT[stage]):
+        # Keys are whole days (months, years): a window cut elsewhere would
+        # take a key and recompute only part of its period.
+        raise ValueError(f"a {stage} window starts on a UTC {WINDOW_UNIT[stage]}: {start}")
     end = _window_end(start, WINDOW_UNIT[stage])
     window = f"{start:%Y-%m-%d}..{end:%Y-%m-%d}"
     started = time.perf_counter()
@@ -212,6 +222,7 @@ def mark_range_dirty(start: datetime, end: datetime) -> int:
     """Marks every staged (page, day) in [start, end) dirty for the page stage (a rebuild),
     whole days: a key already dirty for some of its hours gets all of them."""
     with connect() as conn:
+        conn.execute("SELECT staged_ensure()")  # after a crash, staged is rebuilt first
         count = conn.execute(
             "INSERT INTO pipeline_dirty (stage, period_start, page_id) "
             "SELECT DISTINCT 'page', utc_trunc('day', hour), page_id FROM ("

@@ -10,6 +10,7 @@ order) and compared table by table, percentiles included.
 from __future__ import annotations
 
 import io
+import json
 import math
 import random
 import time
@@ -366,16 +367,26 @@ def staged_primary_keys() -> dict:
     ))  # fmt: skip
 
 
+def staged_primary_key_oids() -> dict:
+    """The primary key indexes' oids: a key dropped and built again has a new one."""
+    return dict(query(
+        "SELECT c.relname, i.indexrelid FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid "
+        "WHERE c.relname IN ('staged_ga', 'staged_psi') AND i.indisprimary"
+    ))  # fmt: skip
+
+
 def test_a_first_load_without_repeated_keys_keeps_the_staged_primary_keys(tmp_path):
     # Clean files into empty staged tables: the fast path loads them without
     # their primary keys and builds them afterwards; they must be back.
-    before = staged_primary_keys()
+    before, oids = staged_primary_keys(), staged_primary_key_oids()
     generate(tmp_path, "--records", "960", "--pages", "8", "--late", "0.05")
     main = [tmp_path / "ga.json", tmp_path / "psi.json"]
     ingest_in_order(main)
     assert query("SELECT count(*) FROM staged_ga") == [(0,)]
     stages.drain()
     assert staged_primary_keys() == before and len(before) == 2
+    rebuilt = staged_primary_key_oids()
+    assert all(rebuilt[table] != oids[table] for table in oids)  # the keys were built anew
     # ... and the keys still hold: late data takes the general path and ends equal.
     late = [tmp_path / "ga_late.json", tmp_path / "psi_late.json"]
     ingest_in_order(late)
@@ -402,10 +413,11 @@ def test_a_first_load_marks_each_page_day_with_the_hours_of_its_records(tmp_path
 
 
 def test_a_first_load_that_repeats_a_key_falls_back_and_keeps_the_primary_keys(dataset):
-    before = staged_primary_keys()
+    before, oids = staged_primary_keys(), staged_primary_key_oids()
     ingest_in_order([dataset / "ga.json", dataset / "psi.json"])  # files with duplicates
     stages.drain()
     assert staged_primary_keys() == before
+    assert staged_primary_key_oids() == oids  # rolled back to the savepoint: the same keys
     assert_every_stage_matches([dataset / "ga.json", dataset / "psi.json"])
 
 
@@ -425,9 +437,11 @@ def test_the_page_stage_waits_for_a_first_load_of_staged_without_a_deadlock(tmp_
         loading.execute("LOCK TABLE staged_psi IN ACCESS EXCLUSIVE MODE")  # the load begins
         with ThreadPoolExecutor(1) as pool:
             page = pool.submit(stages.drain, ("page",))
-            for _ in range(200):  # until the page stage's backend waits for the table
-                if query("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                         "AND application_name = 'metriflow-ingest'") != [(0,)]:  # fmt: skip
+            for _ in range(200):  # until the page stage's backend waits for staged_psi
+                if query("SELECT count(*) FROM pg_locks WHERE NOT granted "
+                         "AND relation = 'staged_psi'::regclass AND database = "
+                         "(SELECT oid FROM pg_database WHERE datname = current_database())"
+                         ) != [(0,)]:  # fmt: skip
                     break
                 time.sleep(0.05)
             else:
@@ -455,6 +469,42 @@ def test_pipeline_status_counts_rows_and_says_loading_for_a_table_being_loaded(d
         loading.execute("LOCK TABLE staged_psi IN ACCESS EXCLUSIVE MODE")
         assert status()["staged"] == "loading"
         loading.rollback()
+
+
+def test_a_window_must_start_on_its_unit(dataset):
+    with pytest.raises(ValueError, match="starts on a UTC month"):
+        stages.run_window("page", datetime(2025, 1, 1, 6, tzinfo=UTC))
+    with pytest.raises(ValueError, match="starts on a UTC year"):
+        stages.run_window("monthly", datetime(2025, 2, 1, tzinfo=UTC))
+
+
+def test_float_sums_of_any_finite_value_neither_fail_nor_depend_on_order(tmp_path):
+    # 1e303 s of engagement is absurd but finite, so the contract accepts it:
+    # no stage may fail on it, and a clean rerun gives the same bits.
+    records = [
+        {"page": "https://big.example.com/a", "hour": f"2025-01-0{day}T0{hour}:00:00Z",
+         "users": 1, "sessions": 1, "views": 1, "bounces": 0, "engagement_seconds": value}
+        for day, hour, value in [(1, 1, 1e303), (1, 2, 0.1234567), (2, 3, 2.5), (2, 4, 1e15)]
+    ]  # fmt: skip
+    path = tmp_path / "ga.json"
+    path.write_text(json.dumps(records))
+    ingest_in_order([path])
+    stages.drain()
+    assert not query("SELECT stage FROM pipeline_ledger WHERE status <> 'done'")
+    [(yearly,)] = query("SELECT engagement_seconds FROM agg_yearly")
+    assert yearly == 1e303
+    [(day2,)] = query("SELECT engagement_seconds FROM agg_daily WHERE period_start = "
+                      "'2025-01-02T00:00:00Z'")  # fmt: skip
+    assert day2 == 1e15 + 2.5
+    [(day1,)] = query("SELECT engagement_seconds FROM agg_daily WHERE period_start = "
+                      "'2025-01-01T00:00:00Z'")  # fmt: skip
+    assert day1 == 1e303
+    state = snapshot()
+    for table in ("page_hour", "agg_interval", "agg_daily", "agg_monthly", "agg_yearly"):
+        query(f"DELETE FROM {table}")
+    stages.mark_range_dirty(datetime(2025, 1, 1, tzinfo=UTC), datetime(2025, 2, 1, tzinfo=UTC))
+    stages.drain()
+    assert snapshot() == state
 
 
 @pytest.mark.parametrize("hours", [3, 6])

@@ -9,6 +9,7 @@ DROP FUNCTION IF EXISTS stage_monthly(timestamptz, timestamptz);
 DROP FUNCTION IF EXISTS stage_daily(timestamptz, timestamptz);
 DROP FUNCTION IF EXISTS _stage_rollup(text, timestamptz, timestamptz);
 DROP FUNCTION IF EXISTS stage_interval(timestamptz, timestamptz, integer);
+DROP FUNCTION IF EXISTS _first_load_select(text, text, text, text, text);
 DROP FUNCTION IF EXISTS _first_load_select(text, text, text, text, text, timestamptz, timestamptz);
 DROP FUNCTION IF EXISTS _first_load_select(text, text, text, text, timestamptz, timestamptz);
 DROP FUNCTION IF EXISTS _upsert_sql(text, text, boolean);
