@@ -16,6 +16,7 @@ DROP FUNCTION IF EXISTS _upsert_sql(text, text, boolean);
 DROP FUNCTION IF EXISTS _window_filled(text, timestamptz, timestamptz);
 DROP FUNCTION IF EXISTS _upsert_sql(text, text, timestamptz, timestamptz);
 DROP FUNCTION IF EXISTS _upsert_sql(text, text);
+DROP FUNCTION IF EXISTS _rollup_aggregates(text);
 DROP FUNCTION IF EXISTS _aggregate_columns();
 DROP FUNCTION IF EXISTS _interval_select_list();
 DROP FUNCTION IF EXISTS _exact_sum_sql(text);

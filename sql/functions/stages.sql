@@ -265,17 +265,17 @@ BEGIN
     PERFORM staged_ensure();
     SELECT source, first_hour, last_hour INTO STRICT v_source, v_first, v_last
     FROM ingest_batch WHERE id = p_batch;
+    EXECUTE format('LOCK TABLE %I IN SHARE ROW EXCLUSIVE MODE', 'staged_' || v_source);
+    IF _staged_new_keys_only(v_source, v_first, v_last) THEN
+        BEGIN
+            rows_out := _staged_insert_batch(v_source, p_batch);
+            rows_in := rows_out;
+            RETURN;
+        EXCEPTION WHEN unique_violation THEN
+            NULL;  -- the batch repeats a key: deduplicated below
+        END;
+    END IF;
     IF v_source = 'ga' THEN
-        LOCK TABLE staged_ga IN SHARE ROW EXCLUSIVE MODE;
-        IF _staged_new_keys_only('ga', v_first, v_last) THEN
-            BEGIN
-                rows_out := _staged_insert_batch('ga', p_batch);
-                rows_in := rows_out;
-                RETURN;
-            EXCEPTION WHEN unique_violation THEN
-                NULL;  -- the batch repeats a key: deduplicated below
-            END;
-        END IF;
         WITH src AS MATERIALIZED (
             SELECT DISTINCT ON (page_id, hour) *
             FROM raw_ga WHERE batch_id = p_batch
@@ -309,16 +309,6 @@ BEGIN
         )
         SELECT (SELECT count(*) FROM src), (SELECT count(*) FROM changed) INTO rows_in, rows_out;
     ELSE
-        LOCK TABLE staged_psi IN SHARE ROW EXCLUSIVE MODE;
-        IF _staged_new_keys_only('psi', v_first, v_last) THEN
-            BEGIN
-                rows_out := _staged_insert_batch('psi', p_batch);
-                rows_in := rows_out;
-                RETURN;
-            EXCEPTION WHEN unique_violation THEN
-                NULL;  -- the batch repeats a key: deduplicated below
-            END;
-        END IF;
         WITH src AS MATERIALIZED (
             SELECT DISTINCT ON (page_id, utc_trunc('hour', measured_at), strategy)
                    utc_trunc('hour', measured_at) AS hour, *
@@ -656,6 +646,21 @@ END
 $fn$;
 
 -- ------------------------------------------------------------ daily, monthly, yearly
+-- The aggregates of a roll-up row from finer aggregate rows (alias a), each
+-- column combined by its kind; p_hist combines the histograms. Order-
+-- independent, so that a rerun gives the same bits whatever order the rows
+-- are read in, without a sort per group and aggregate: float sums are exact
+-- (_exact_sum_sql), histograms are multisets.
+CREATE OR REPLACE FUNCTION _rollup_aggregates(p_hist text) RETURNS text
+LANGUAGE sql STABLE AS $$
+    SELECT string_agg(
+               CASE WHEN c LIKE '%\_hist' THEN format('%s(a.%I)', p_hist, c)
+                    WHEN c IN ('engagement_seconds', 'mobile_score_sum', 'desktop_score_sum')
+                        THEN _exact_sum_sql(format('a.%I', c))
+                    ELSE format('sum(a.%I)', c) END, ', ')
+    FROM unnest(_aggregate_columns()) c
+$$;
+
 -- One roll-up stage: dirty (page, period) keys of p_stage in [p_from, p_to),
 -- each recomputed from the finer table's rows inside the period; marks the
 -- next stage's (page, coarser period) dirty.
@@ -671,7 +676,6 @@ DECLARE
     v_next text;          -- the next stage, or NULL
     v_next_unit text;
     v_hist text;          -- how histograms combine at this level
-    v_cols text[] := _aggregate_columns();
     v_aggregates text;
     v_filled boolean;
 BEGIN
@@ -701,15 +705,7 @@ BEGIN
     GET DIAGNOSTICS rows_in = ROW_COUNT;
     ANALYZE _rollup_keys;
 
-    -- Order-independent, so that a rerun gives the same bits whatever order
-    -- the rows are read in, without a sort per group and aggregate: float
-    -- sums are exact (_exact_sum_sql), histograms are multisets.
-    SELECT string_agg(
-               CASE WHEN c LIKE '%\_hist' THEN format('%s(a.%I)', v_hist, c)
-                    WHEN c IN ('engagement_seconds', 'mobile_score_sum', 'desktop_score_sum')
-                        THEN _exact_sum_sql(format('a.%I', c))
-                    ELSE format('sum(a.%I)', c) END, ', ')
-      INTO v_aggregates FROM unnest(v_cols) c;
+    v_aggregates := _rollup_aggregates(v_hist);
     v_filled := _window_filled(v_target, p_from, p_to);
     IF v_filled THEN
         -- The window's bounds on the finer table as well: without them, and
@@ -768,12 +764,7 @@ BEGIN
         'GROUP BY a.period_start, a.site_id ORDER BY a.period_start, a.site_id '
         'ON CONFLICT (period_start, site_id) DO UPDATE SET %s',
         (SELECT string_agg(format('%I', c), ', ') FROM unnest(v_cols) c),
-        (SELECT string_agg(
-                    CASE WHEN c LIKE '%\_hist' THEN format('hist_merge_agg(a.%I)', c)
-                         WHEN c IN ('engagement_seconds', 'mobile_score_sum', 'desktop_score_sum')
-                             THEN _exact_sum_sql(format('a.%I', c))
-                         ELSE format('sum(a.%I)', c) END, ', ')
-           FROM unnest(v_cols) c),
+        _rollup_aggregates('hist_merge_agg'),
         p_site_days,
         (SELECT string_agg(format('%1$I = EXCLUDED.%1$I', c), ', ') FROM unnest(v_cols) c))
     USING p_from, p_to;
