@@ -24,6 +24,19 @@ THRESHOLDS = {  # good: value <= first; poor: value > second (also in the SQL ta
 }
 TRAFFIC = ("users", "sessions", "views", "bounces", "engagement_seconds")
 PERCENTILES = (("p50", 0.50), ("p75", 0.75), ("p95", 0.95))
+# Decimals an answer gives each kind of metric (docs/metrics.md, "Precision of answers"):
+# float sums as stored (a millionth), ratios and shares to a millionth, an average of
+# seconds to a millisecond, the score (0..100) to a thousandth of a point, percentiles of
+# the millisecond vitals to 0.1 ms and of CLS to 4 decimals. Counts are integers.
+PRECISION = {
+    "sum": 6,
+    "ratio": 6,
+    "seconds": 3,
+    "score": 3,
+    "ms": 1,
+    "cls": 4,
+}
+TRAFFIC_FLOAT_SUMS = ("engagement_seconds",)
 _MIN = 1e-4
 _GAMMA = 1.04
 _LOW32 = 0xFFFFFFFF
@@ -112,18 +125,29 @@ class Partial:
         return part
 
 
-def _ratio(numerator: float, denominator: float) -> float | None:
-    return numerator / denominator if denominator else None
+def rounded(value: float | None, kind: str) -> float | None:
+    """``value`` to the decimals of its kind of metric (``PRECISION``); None stays None."""
+    return None if value is None else round(value, PRECISION[kind])
+
+
+def vital_kind(vital: str) -> str:
+    return "cls" if vital == "cls" else "ms"
+
+
+def _ratio(numerator: float, denominator: float, kind: str = "ratio") -> float | None:
+    return rounded(numerator / denominator, kind) if denominator else None
 
 
 def _strategy_metrics(part: StrategyPart) -> dict:
     out: dict = {
         "samples": part.samples,
-        "performance_score_avg": _ratio(part.score_sum, part.samples),
+        "performance_score_avg": _ratio(part.score_sum, part.samples, "score"),
     }
     for vital in VITALS:
         v = part.vitals[vital]
-        metrics = {name: percentile(v.hist, p) for name, p in PERCENTILES}
+        metrics = {
+            name: rounded(percentile(v.hist, p), vital_kind(vital)) for name, p in PERCENTILES
+        }
         metrics.update(
             samples=v.n,
             good=_ratio(v.good, v.n),
@@ -135,16 +159,16 @@ def _strategy_metrics(part: StrategyPart) -> dict:
 
 
 def metrics_of(part: Partial) -> dict:
-    """Every metric of CONTRACT section 3 from a total."""
+    """Every metric of CONTRACT section 3 from a total, each to its ``PRECISION``."""
     t = part.traffic
     both = StrategyPart()
     for strategy in STRATEGIES:
         both.add(part.strategies[strategy])
     return {
         "traffic": {
-            **{k: t[k] for k in TRAFFIC},
+            **{k: rounded(t[k], "sum") if k in TRAFFIC_FLOAT_SUMS else t[k] for k in TRAFFIC},
             "bounce_rate": _ratio(t["bounces"], t["sessions"]),
-            "avg_engagement_seconds": _ratio(t["engagement_seconds"], t["sessions"]),
+            "avg_engagement_seconds": _ratio(t["engagement_seconds"], t["sessions"], "seconds"),
             "views_per_session": _ratio(t["views"], t["sessions"]),
         },
         "performance": {

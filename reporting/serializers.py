@@ -6,36 +6,74 @@ from datetime import UTC, datetime
 
 from django.conf import settings
 from django.contrib.auth import get_user_model, password_validation
+from django.contrib.auth.validators import UnicodeUsernameValidator
 from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import serializers
 
-from .selectors import ORDERINGS, bucket_starts
+from .ranges import unit_end, unit_start
+from .selectors import GRANULARITY_LEVEL, ORDERINGS
+
+# Bounds a range may take: far beyond any data, and clear of datetime's year 9999 limit,
+# which the coarsest unit around a bound (a year) must stay inside.
+EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
+LATEST = datetime(2200, 1, 1, tzinfo=UTC)
+# Ids are PostgreSQL integers.
+MAX_ID = 2**31 - 1
+# An ISO date, or a datetime on a whole hour, optionally with a zone (Z or +hh:mm).
+BOUND_PATTERN = r"^\d{4}-\d{2}-\d{2}([T ]\d{2}(:00(:00(\.0+)?)?)?(Z|[+-]\d{2}(:?\d{2})?)?)?$"
+BOUND_HELP = (
+    "ISO date or datetime at hour precision, e.g. 2025-01-01 or 2025-01-01T06:00:00Z; "
+    "without a zone it is UTC; between 1900-01-01 and 2200-01-01."
+)
 
 
 def parse_bound(text: str, name: str) -> datetime:
     """An ISO date or datetime at hour precision, as UTC (naive means UTC)."""
     try:
         value = datetime.fromisoformat(text)
-    except ValueError:
+        value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    except (ValueError, OverflowError):
         raise serializers.ValidationError(
             {name: f"not an ISO date or datetime: {text!r}"}
         ) from None
-    value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
     if value.minute or value.second or value.microsecond:
         raise serializers.ValidationError({name: "must be on a whole hour (hour precision)"})
+    if not EARLIEST <= value <= LATEST:
+        raise serializers.ValidationError(
+            {name: f"must be between {EARLIEST.date()} and {LATEST.date()}"}
+        )
     return value
 
 
+def bucket_count(granularity: str, start: datetime, end: datetime, cap: int) -> int:
+    """Buckets of ``granularity`` over [start, end), counted up to ``cap + 1`` at most
+    (a long range of hours is refused without listing each of its hours)."""
+    hours = settings.METRIFLOW_INTERVAL_HOURS
+    level = GRANULARITY_LEVEL[granularity]
+    at, count = unit_start(level, start, hours), 0
+    while at < end and count <= cap:
+        count += 1
+        at = unit_end(level, at, hours)
+    return count
+
+
+def _named_from(fields: dict) -> dict:
+    """``from`` is a Python keyword: declared as ``from_``, named ``from``, kept first."""
+    return {("from" if name == "from_" else name): field for name, field in fields.items()}
+
+
 class RangeSerializer(serializers.Serializer):
-    from_ = serializers.CharField(help_text="Start, inclusive: ISO date or datetime (UTC).")
-    to = serializers.CharField(help_text="End, exclusive: ISO date or datetime (UTC).")
-    site = serializers.IntegerField(required=False, min_value=1, help_text="Site id.")
-    page = serializers.IntegerField(required=False, min_value=1, help_text="Page id.")
+    from_ = serializers.CharField(help_text=f"Start, inclusive. {BOUND_HELP}")
+    to = serializers.CharField(help_text=f"End, exclusive. {BOUND_HELP}")
+    site = serializers.IntegerField(
+        required=False, min_value=1, max_value=MAX_ID, help_text="Only this site (its id)."
+    )
+    page = serializers.IntegerField(
+        required=False, min_value=1, max_value=MAX_ID, help_text="Only this page (its id)."
+    )
 
     def get_fields(self):
-        fields = super().get_fields()
-        fields["from"] = fields.pop("from_")
-        return fields
+        return _named_from(super().get_fields())
 
     def validate(self, attrs):
         start = parse_bound(attrs["from"], "from")
@@ -47,15 +85,19 @@ class RangeSerializer(serializers.Serializer):
 
 
 class TimeseriesSerializer(RangeSerializer):
-    granularity = serializers.ChoiceField(choices=["hour", "interval", "day", "month", "year"])
+    granularity = serializers.ChoiceField(
+        choices=list(GRANULARITY_LEVEL),
+        help_text="Bucket size; `interval` is METRIFLOW_INTERVAL_HOURS hours.",
+    )
 
     def validate(self, attrs):
         attrs = super().validate(attrs)
-        buckets = len(bucket_starts(attrs["granularity"], attrs["start"], attrs["end"]))
-        if buckets > settings.METRIFLOW_MAX_BUCKETS:
+        cap = settings.METRIFLOW_MAX_BUCKETS
+        buckets = bucket_count(attrs["granularity"], attrs["start"], attrs["end"], cap)
+        if buckets > cap:
             raise serializers.ValidationError(
                 {
-                    "granularity": f"{buckets} buckets in this range; at most "
+                    "granularity": f"more than {cap} buckets in this range; at most "
                     f"{settings.METRIFLOW_MAX_BUCKETS} in one answer: use a coarser granularity "
                     "or a shorter range"
                 }
@@ -64,33 +106,47 @@ class TimeseriesSerializer(RangeSerializer):
 
 
 class PagesSerializer(RangeSerializer):
-    path_prefix = serializers.CharField(required=False, help_text="Only paths starting so.")
-    order_by = serializers.ChoiceField(
-        choices=[*ORDERINGS, *(f"-{k}" for k in ORDERINGS)], default="-views"
+    path_prefix = serializers.CharField(
+        required=False, help_text="Only pages whose path starts with this."
     )
-    limit = serializers.IntegerField(required=False, min_value=1, default=20)
-    cursor = serializers.CharField(required=False, help_text="From the previous page's `next`.")
-
-    def validate_limit(self, value):
-        if value > settings.METRIFLOW_MAX_PAGE_SIZE:
-            raise serializers.ValidationError(f"at most {settings.METRIFLOW_MAX_PAGE_SIZE}")
-        return value
-
-
-class PageRangeSerializer(serializers.Serializer):
-    from_ = serializers.CharField()
-    to = serializers.CharField()
+    order_by = serializers.ChoiceField(
+        choices=[*ORDERINGS, *(f"-{k}" for k in ORDERINGS)],
+        default="-views",
+        help_text="The metric to order by, `-` for descending; ties by page id.",
+    )
+    cursor = serializers.CharField(
+        required=False, help_text="The previous answer's `next`, for the following rows."
+    )
 
     def get_fields(self):
         fields = super().get_fields()
-        fields["from"] = fields.pop("from_")
+        # The largest page follows the setting in force, not the one at import.
+        fields["limit"] = serializers.IntegerField(
+            required=False,
+            min_value=1,
+            max_value=settings.METRIFLOW_MAX_PAGE_SIZE,
+            default=20,
+            help_text=f"Rows in this answer, at most {settings.METRIFLOW_MAX_PAGE_SIZE}.",
+        )
         return fields
+
+
+class PageRangeSerializer(serializers.Serializer):
+    from_ = serializers.CharField(help_text=f"Start, inclusive. {BOUND_HELP}")
+    to = serializers.CharField(help_text=f"End, exclusive. {BOUND_HELP}")
+
+    def get_fields(self):
+        return _named_from(super().get_fields())
 
     validate = RangeSerializer.validate
 
 
 class RegisterSerializer(serializers.Serializer):
-    username = serializers.CharField(max_length=150)
+    username = serializers.CharField(
+        max_length=150,
+        validators=[UnicodeUsernameValidator()],
+        help_text="Letters, digits and @ . + - _ only.",
+    )
     email = serializers.EmailField(required=False, allow_blank=True)
     password = serializers.CharField(write_only=True, style={"input_type": "password"})
 

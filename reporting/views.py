@@ -1,6 +1,7 @@
 """HTTP interface of the reporting API: views parse input and call selectors/services.
 
-Reports need ``Authorization: Bearer <access>``. Metric names are those of
+Reports need ``Authorization: Bearer <access>`` or a logged-in session (the
+browsable API, CSRF-checked on unsafe methods). Metric names are those of
 CONTRACT section 3; ``users`` is a sum of hourly users, not a count of
 distinct people. Every report says how fresh it is (``freshness``).
 """
@@ -12,20 +13,19 @@ import io
 
 from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.permissions import AllowAny
-from rest_framework.renderers import BaseRenderer, BrowsableAPIRenderer
+from rest_framework.renderers import BaseRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
 
 from pipeline.models import Page
 
-from . import cursors, selectors, services
+from . import cursors, openapi, selectors, services
 from .ratelimits import rate_limited
-from .renderers import OrjsonRenderer
+from .renderers import OrjsonRenderer, ReportBrowsableAPIRenderer
 from .serializers import (
     LogoutSerializer,
     PageRangeSerializer,
@@ -42,13 +42,33 @@ USERS_NOTE = (
     "people. Performance per strategy (mobile, desktop, both): samples, "
     "performance_score_avg (weighted mean), and per vital p50/p75/p95 (within 2% of the "
     "exact nearest-rank percentile) and the exact shares good / needs_improvement / poor. "
-    "`from` is inclusive, `to` exclusive, hour precision, UTC. `format=csv` streams a CSV."
+    "Each metric is rounded to the precision of its kind (docs/metrics.md). "
+    "`from` is inclusive, `to` exclusive, hour precision, UTC. `format=csv` streams a CSV. "
+    "Authenticated by a Bearer access token or a logged-in session (browsable API)."
 )
-ERRORS = {
-    400: OpenApiResponse(description="Bad parameters: a JSON object naming each problem."),
-    401: OpenApiResponse(description="No valid access token."),
-    429: OpenApiResponse(description="Rate limit exceeded; see the Retry-After header."),
-}
+
+
+def report_schema(summary: str, description: str, query, body, example, extra=None, path=()):
+    """The schema of a report: its parameters, its answer as JSON or CSV, its errors."""
+    errors = {**openapi.REPORT_ERRORS, **(extra or {})}
+    return extend_schema(
+        summary=summary,
+        description=description,
+        tags=["reports"],
+        parameters=[
+            *path,
+            query,
+            *openapi.BOUND_PARAMETERS,
+            openapi.FORMAT_PARAMETER,
+            openapi.RETRY_AFTER,
+        ],
+        responses={
+            (200, "application/json"): body,
+            (200, "text/csv"): openapi.CSV,
+            **{(code, "application/json"): error for code, error in sorted(errors.items())},
+        },
+        examples=[example],
+    )
 
 
 class CSVRenderer(BaseRenderer):
@@ -59,7 +79,7 @@ class CSVRenderer(BaseRenderer):
         return _csv_text([_flatten(data)] if isinstance(data, dict) else data).encode()
 
 
-RENDERERS = [OrjsonRenderer, BrowsableAPIRenderer, CSVRenderer]
+RENDERERS = [OrjsonRenderer, ReportBrowsableAPIRenderer, CSVRenderer]
 
 
 def _flatten(data: dict, prefix: str = "") -> dict:
@@ -114,15 +134,24 @@ def _filters(data: dict) -> selectors.Filters:
 
 
 class ReportView(APIView):
-    """A report: parameters validated by a serializer, the body as JSON or a streamed CSV."""
+    """A report: parameters validated by ``query_serializer``, the body as JSON or a
+    streamed CSV. Errors are JSON whatever the format asked for."""
 
     renderer_classes = RENDERERS
+    query_serializer: type[serializers.Serializer]
 
-    @staticmethod
-    def params(serializer_class, request) -> dict:
-        params = serializer_class(data=request.query_params)
+    def params(self, request) -> dict:
+        # An empty parameter (an empty field of the browsable API's form) is one not given.
+        given = {k: v for k, v in request.query_params.items() if v != ""}
+        params = self.query_serializer(data=given)
         params.is_valid(raise_exception=True)
         return params.validated_data
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        if response.status_code >= 400 and _wants_csv(request):
+            request.accepted_renderer = OrjsonRenderer()
+            request.accepted_media_type = OrjsonRenderer.media_type
+        return super().finalize_response(request, response, *args, **kwargs)
 
     @staticmethod
     def answer(request, report, csv_rows, filename: str):
@@ -135,15 +164,18 @@ class ReportView(APIView):
 
 
 class SummaryView(ReportView):
-    @extend_schema(
-        summary="Traffic and performance over a range",
-        description=USERS_NOTE,
-        parameters=[RangeSerializer],
-        responses={200: OpenApiTypes.OBJECT, **ERRORS},
+    query_serializer = RangeSerializer
+
+    @report_schema(
+        "Traffic and performance over a range",
+        USERS_NOTE,
+        RangeSerializer,
+        openapi.SummarySerializer,
+        openapi.SUMMARY_EXAMPLE,
     )
     @rate_limited(group="reports", rate_setting="METRIFLOW_RATE_REPORTS", key="user")
     def get(self, request):
-        data = self.params(RangeSerializer, request)
+        data = self.params(request)
         filters = _filters(data)
         return self.answer(
             request,
@@ -154,15 +186,19 @@ class SummaryView(ReportView):
 
 
 class TimeseriesView(ReportView):
-    @extend_schema(
-        summary="Metrics per hour, interval, day, month or year over a range",
-        description=USERS_NOTE,
-        parameters=[TimeseriesSerializer],
-        responses={200: OpenApiTypes.OBJECT, **ERRORS},
+    query_serializer = TimeseriesSerializer
+
+    @report_schema(
+        "Metrics per hour, interval, day, month or year over a range",
+        USERS_NOTE + " At most METRIFLOW_MAX_BUCKETS buckets; the first and last are cut "
+        "to the range.",
+        TimeseriesSerializer,
+        openapi.TimeseriesBodySerializer,
+        openapi.TIMESERIES_EXAMPLE,
     )
     @rate_limited(group="reports", rate_setting="METRIFLOW_RATE_REPORTS", key="user")
     def get(self, request):
-        data = self.params(TimeseriesSerializer, request)
+        data = self.params(request)
         filters = _filters(data)
         return self.answer(
             request,
@@ -178,19 +214,22 @@ def _decode_cursor(cursor: str | None) -> int:
     try:
         return cursors.decode(cursor)
     except ValueError:
-        raise serializers.ValidationError({"cursor": "not a cursor from this API"}) from None
+        raise serializers.ValidationError({"cursor": ["not a cursor from this API"]}) from None
 
 
 class PagesView(ReportView):
-    @extend_schema(
-        summary="Top pages over a range (cursor-paginated)",
-        description=USERS_NOTE + " Ordering: `order_by`, `-` for descending; ties by page id.",
-        parameters=[PagesSerializer],
-        responses={200: OpenApiTypes.OBJECT, **ERRORS},
+    query_serializer = PagesSerializer
+
+    @report_schema(
+        "Top pages over a range (cursor-paginated)",
+        USERS_NOTE + " Ordering: `order_by`, `-` for descending; ties by page id.",
+        PagesSerializer,
+        openapi.PagesBodySerializer,
+        openapi.PAGES_EXAMPLE,
     )
     @rate_limited(group="reports", rate_setting="METRIFLOW_RATE_REPORTS", key="user")
     def get(self, request):
-        data = self.params(PagesSerializer, request)
+        data = self.params(request)
         offset = _decode_cursor(data.get("cursor"))
         filters = _filters(data)
         return self.answer(
@@ -210,20 +249,21 @@ class PagesView(ReportView):
 
 
 class PageView(ReportView):
-    @extend_schema(
-        summary="One page's metrics over a range",
-        operation_id="reports_page",
-        description=USERS_NOTE,
-        parameters=[PageRangeSerializer],
-        responses={
-            200: OpenApiTypes.OBJECT,
-            404: OpenApiResponse(description="No such page."),
-            **ERRORS,
-        },
+    query_serializer = PageRangeSerializer
+
+    @report_schema(
+        "One page's metrics over a range",
+        USERS_NOTE,
+        PageRangeSerializer,
+        openapi.PageReportSerializer,
+        openapi.PAGE_EXAMPLE,
+        {404: openapi.NOT_FOUND},
+        [openapi.PAGE_ID_PARAMETER],
     )
+    @extend_schema(operation_id="reports_page")
     @rate_limited(group="reports", rate_setting="METRIFLOW_RATE_REPORTS", key="user")
     def get(self, request, page_id: int):
-        data = self.params(PageRangeSerializer, request)
+        data = self.params(request)
         page = get_object_or_404(Page, pk=page_id)
         return self.answer(
             request,
@@ -236,21 +276,22 @@ class PageView(ReportView):
 # ------------------------------------------------------------------ identity
 
 
+AUTH_ERRORS = {400: openapi.BAD_PAYLOAD, 429: openapi.TOO_MANY}
+AUTH_RATE_NOTE = " Limited per client IP (METRIFLOW_RATE_AUTH)."
+
+
 class RegisterView(APIView):
     permission_classes = [AllowAny]
     authentication_classes: list = []
 
     @extend_schema(
         summary="Create an account",
+        description="A username (Django's rules) and a password that passes the password "
+        "validators." + AUTH_RATE_NOTE,
+        tags=["auth"],
+        parameters=[openapi.RETRY_AFTER],
         request=RegisterSerializer,
-        responses={
-            201: inline_serializer(
-                "Registered",
-                {"id": serializers.IntegerField(), "username": serializers.CharField()},
-            ),
-            400: ERRORS[400],
-            429: ERRORS[429],
-        },
+        responses={201: openapi.RegisteredSerializer, **AUTH_ERRORS},
     )
     @rate_limited(group="auth", rate_setting="METRIFLOW_RATE_AUTH", key="ip")
     def post(self, request):
@@ -263,6 +304,17 @@ class RegisterView(APIView):
 class TokenView(TokenObtainPairView):
     """Access and refresh tokens for a username and password."""
 
+    @extend_schema(
+        summary="Access and refresh tokens for a username and password",
+        description="401 for wrong credentials or an inactive user." + AUTH_RATE_NOTE,
+        tags=["auth"],
+        parameters=[openapi.RETRY_AFTER],
+        responses={
+            200: openapi.TokenPairSerializer,
+            401: openapi.UNAUTHORIZED,
+            **AUTH_ERRORS,
+        },
+    )
     @rate_limited(group="auth", rate_setting="METRIFLOW_RATE_AUTH", key="ip")
     def post(self, request, *args, **kwargs):
         return super().post(request, *args, **kwargs)
@@ -271,6 +323,19 @@ class TokenView(TokenObtainPairView):
 class RefreshView(TokenRefreshView):
     """A new access token (and a rotated refresh token; the old one is blacklisted)."""
 
+    @extend_schema(
+        summary="A new access token and a rotated refresh token",
+        description="The old refresh token is blacklisted; 401 for a used, blacklisted or "
+        "expired token, or an inactive user's." + AUTH_RATE_NOTE,
+        tags=["auth"],
+        parameters=[openapi.RETRY_AFTER],
+        request=openapi.RefreshRequestSerializer,
+        responses={
+            200: openapi.TokenPairSerializer,
+            401: openapi.UNAUTHORIZED,
+            **AUTH_ERRORS,
+        },
+    )
     @rate_limited(group="auth", rate_setting="METRIFLOW_RATE_AUTH", key="ip")
     def post(self, request, *args, **kwargs):
         return super().post(request, *args, **kwargs)
@@ -282,8 +347,13 @@ class LogoutView(APIView):
 
     @extend_schema(
         summary="Blacklist a refresh token",
+        description="400 if the token is not a valid refresh token or is already blacklisted.",
+        tags=["auth"],
         request=LogoutSerializer,
-        responses={205: OpenApiResponse(description="Logged out."), 400: ERRORS[400]},
+        responses={
+            205: OpenApiResponse(description="Logged out (no body)."),
+            400: openapi.BAD_REQUEST,
+        },
     )
     def post(self, request):
         payload = LogoutSerializer(data=request.data)
@@ -303,14 +373,14 @@ class HealthView(APIView):
 
     @extend_schema(
         summary="Health of the API, PostgreSQL and Redis",
+        tags=["health"],
         responses={
-            (200, "application/json"): inline_serializer(
-                "Health",
-                {
-                    "ok": serializers.BooleanField(),
-                    "services": serializers.DictField(child=serializers.BooleanField()),
-                },
-            )
+            (200, "application/json"): OpenApiResponse(
+                openapi.HealthSerializer, description="PostgreSQL and Redis answer."
+            ),
+            (503, "application/json"): OpenApiResponse(
+                openapi.HealthSerializer, description="PostgreSQL or Redis does not answer."
+            ),
         },
     )
     def get(self, request):

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import math
 import random
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import orjson
 import pytest
@@ -90,20 +92,34 @@ def recompute(rows: list[dict]) -> dict:
     return expected
 
 
+# Decimals of each kind of metric in an answer, as docs/metrics.md documents them.
+DECIMALS = {"engagement_seconds": 6, "bounce_rate": 6, "views_per_session": 6,
+            "avg_engagement_seconds": 3, "performance_score_avg": 3, "good": 6,
+            "needs_improvement": 6, "poor": 6, "ms": 1, "cls": 4}  # fmt: skip
+
+
+def half_unit(kind: str) -> float:
+    """The most that rounding to the documented decimals moves a value."""
+    return 0.5 * 10 ** -DECIMALS[kind]
+
+
 def assert_matches(answer: dict, expected: dict) -> None:
     for key in TRAFFIC:
-        assert math.isclose(answer["traffic"][key], expected["traffic"][key], rel_tol=1e-9), key
+        tolerance = half_unit(key) if key in DECIMALS else 0
+        assert math.isclose(answer["traffic"][key], expected["traffic"][key], rel_tol=1e-9,
+                            abs_tol=tolerance), key  # fmt: skip
     sessions = expected["traffic"]["sessions"]
     if sessions:
-        assert math.isclose(answer["traffic"]["bounce_rate"],
-                            expected["traffic"]["bounces"] / sessions)  # fmt: skip
+        assert answer["traffic"]["bounce_rate"] == round(expected["traffic"]["bounces"] / sessions,
+                                                         DECIMALS["bounce_rate"])  # fmt: skip
     for strategy, perf in expected["performance"].items():
         got = answer["performance"][strategy]
         assert got["samples"] == perf["samples"]
         if perf["performance_score_avg"] is None:
             assert got["performance_score_avg"] is None
         else:
-            assert math.isclose(got["performance_score_avg"], perf["performance_score_avg"])
+            assert math.isclose(got["performance_score_avg"], perf["performance_score_avg"],
+                                abs_tol=half_unit("performance_score_avg"))  # fmt: skip
         for vital in VITALS:
             want, have = perf[vital], got[vital]
             assert have["samples"] == want["samples"]
@@ -112,12 +128,55 @@ def assert_matches(answer: dict, expected: dict) -> None:
                     assert have[name] is None
                 else:
                     tolerance = max(0.02 * exact, 0.005 if vital == "cls" else 1e-4)
+                    tolerance += half_unit("cls" if vital == "cls" else "ms")
                     assert abs(have[name] - exact) <= tolerance, (strategy, vital, name)
             for share in ("good", "poor"):
                 if want[share] is None:
                     assert have[share] is None
                 else:
-                    assert math.isclose(have[share], want[share]), (strategy, vital, share)
+                    assert have[share] == round(want[share], DECIMALS[share]), (vital, share)
+
+
+def float_decimals(body: bytes) -> list[tuple[str, int]]:
+    """(metric kind, decimals written) of every non-integer number of a JSON answer, read
+    from the text itself (``Decimal``), so that float noise cannot hide in a repr."""
+
+    found: list[tuple[str, int]] = []
+
+    def walk(value, key: str, parent: str) -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(v, k, key)
+        elif isinstance(value, list):
+            for v in value:
+                walk(v, key, parent)
+        elif isinstance(value, Decimal):
+            kind = ("cls" if parent == "cls" else "ms") if key in ("p50", "p75", "p95") else key
+            found.append((kind, max(0, -value.as_tuple().exponent)))
+
+    walk(json.loads(body, parse_float=Decimal), "", "")
+    return found
+
+
+def test_answers_carry_no_float_noise(dataset, api):
+    """Every float of a real answer has at most the decimals documented for its kind."""
+    q = "from=2024-12-20T03:00:00Z&to=2025-01-09T05:00:00Z"
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT min(id) FROM page")
+        (page,) = cursor.fetchone()
+    urls = [f"/api/reports/summary?{q}", f"/api/reports/timeseries?granularity=hour&{q}",
+            f"/api/reports/pages?{q}&limit=50", f"/api/reports/pages/{page}?{q}"]  # fmt: skip
+    found = []
+    for url in urls:
+        for _ in range(2):  # computed, then from the cache
+            response = api.get(url)
+            assert response.status_code == 200, response.content
+            found += float_decimals(response.content)
+    kinds = {kind for kind, _ in found}
+    assert kinds == set(DECIMALS), kinds  # every kind of metric met, and no other float
+    noisy = [(kind, n) for kind, n in found if n > DECIMALS[kind]]
+    assert not noisy, noisy[:10]
+    assert max(n for kind, n in found if kind == "ms") == DECIMALS["ms"]  # not all whole
 
 
 def test_summary_equals_page_hour_recomputation_for_random_ranges(dataset, api):
@@ -210,6 +269,11 @@ def test_csv_output_streams_one_row_per_bucket(dataset, api):
         ("from=2025-01-01&to=2024-12-01", "to"),
         ("from=2025-01-01T00:30:00Z&to=2025-02-01", "from"),
         ("to=2025-02-01", "from"),
+        ("from=9999-12-31T23:00:00-01:00&to=2025-01-01", "from"),  # past datetime's range
+        ("from=2025-01-01&to=9999-12-31", "to"),  # its year would end past year 9999
+        ("from=1899-12-31T23:00:00Z&to=2025-01-01", "from"),
+        ("from=2025-01-01&to=2025-01-02&site=2147483648", "site"),  # past PostgreSQL integer
+        ("from=2025-01-01&to=2025-01-02&page=0", "page"),
     ],
 )
 def test_bad_parameters_are_400_with_a_reason(api, query, field):
@@ -221,6 +285,9 @@ def test_too_many_buckets_and_unknown_granularity_are_400(api, settings):
     settings.METRIFLOW_MAX_BUCKETS = 100
     too_many = api.get("/api/reports/timeseries?granularity=hour&from=2024-01-01&to=2024-02-01")
     assert too_many.status_code == 400 and "at most 100" in str(too_many.json())
+    # The widest range of hours is refused after counting a hundred and one of them.
+    widest = api.get("/api/reports/timeseries?granularity=hour&from=1900-01-01&to=2200-01-01")
+    assert widest.status_code == 400 and "more than 100 buckets" in str(widest.json())
     unknown = api.get("/api/reports/timeseries?granularity=week&from=2024-01-01&to=2024-02-01")
     assert unknown.status_code == 400 and "granularity" in unknown.json()
 

@@ -1,0 +1,388 @@
+"""The OpenAPI description of the reporting API's answers (drf-spectacular).
+
+These serializers only describe what ``selectors.py`` returns (they never
+serialize anything): the metrics of CONTRACT section 3 as ``metrics.py``
+composes them, freshness, the range, and the error bodies. The schema tests
+check every answer against them.
+"""
+
+from __future__ import annotations
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse
+from rest_framework import serializers
+
+from .metrics import PRECISION, VITALS
+from .serializers import BOUND_HELP, BOUND_PATTERN, MAX_ID
+
+# ------------------------------------------------------------------ metrics
+
+
+def _decimals(kind: str) -> str:
+    return f"Rounded to {PRECISION[kind]} decimals."
+
+
+class TrafficSerializer(serializers.Serializer):
+    users = serializers.IntegerField(help_text="Sum of hourly users, not distinct people.")
+    sessions = serializers.IntegerField()
+    views = serializers.IntegerField()
+    bounces = serializers.IntegerField()
+    engagement_seconds = serializers.FloatField(help_text=_decimals("sum"))
+    bounce_rate = serializers.FloatField(
+        allow_null=True,
+        help_text=f"bounces / sessions; null when sessions is 0. {_decimals('ratio')}",
+    )
+    avg_engagement_seconds = serializers.FloatField(
+        allow_null=True,
+        help_text=f"engagement_seconds / sessions; null when sessions is 0. {_decimals('seconds')}",
+    )
+    views_per_session = serializers.FloatField(
+        allow_null=True,
+        help_text=f"views / sessions; null when sessions is 0. {_decimals('ratio')}",
+    )
+
+
+def _vital_serializer(vital: str) -> type[serializers.Serializer]:
+    kind = "cls" if vital == "cls" else "ms"
+    unit = "" if vital == "cls" else " in ms"
+    percentile = (
+        f"Nearest-rank percentile{unit}, within 2% of the exact one (CLS: or 0.005); "
+        f"null without samples. {_decimals(kind)}"
+    )
+    share = f"Share of the samples; null without samples. {_decimals('ratio')}"
+    fields = {
+        "p50": serializers.FloatField(allow_null=True, help_text=percentile),
+        "p75": serializers.FloatField(allow_null=True, help_text=percentile),
+        "p95": serializers.FloatField(allow_null=True, help_text=percentile),
+        "samples": serializers.IntegerField(help_text="Non-null samples of this vital."),
+        "good": serializers.FloatField(allow_null=True, help_text=share),
+        "needs_improvement": serializers.FloatField(allow_null=True, help_text=share),
+        "poor": serializers.FloatField(allow_null=True, help_text=share),
+    }
+    name = "Vital" if kind == "ms" else "CumulativeLayoutShift"
+    return type(name, (serializers.Serializer,), fields)
+
+
+VitalMsSerializer = _vital_serializer("lcp_ms")
+VitalClsSerializer = _vital_serializer("cls")
+
+
+StrategySerializer = type(
+    "Strategy",
+    (serializers.Serializer,),
+    {
+        "samples": serializers.IntegerField(help_text="PSI records."),
+        "performance_score_avg": serializers.FloatField(
+            allow_null=True,
+            help_text=f"Mean score (0..100) over the samples; null without samples. "
+            f"{_decimals('score')}",
+        ),
+        **{v: (VitalClsSerializer if v == "cls" else VitalMsSerializer)() for v in VITALS},
+    },
+)
+
+
+class PerformanceSerializer(serializers.Serializer):
+    mobile = StrategySerializer()
+    desktop = StrategySerializer()
+    both = StrategySerializer(help_text="Mobile and desktop samples together.")
+
+
+class FreshnessSerializer(serializers.Serializer):
+    pipeline_run_at = serializers.DateTimeField(
+        allow_null=True,
+        help_text="End of the newest completed stage run over a window the range overlaps.",
+    )
+    pending = serializers.BooleanField(help_text="Whether work for the range is still waiting.")
+
+
+class RangeBodySerializer(serializers.Serializer):
+    def get_fields(self):
+        fields = super().get_fields()
+        fields["from"] = serializers.DateTimeField(help_text="Start, inclusive (UTC).")
+        fields["to"] = serializers.DateTimeField(help_text="End, exclusive (UTC).")
+        return fields
+
+
+class SummarySerializer(RangeBodySerializer):
+    traffic = TrafficSerializer()
+    performance = PerformanceSerializer()
+    freshness = FreshnessSerializer()
+
+
+class TimeseriesPointSerializer(serializers.Serializer):
+    start = serializers.DateTimeField(help_text="Bucket start (cut to the range).")
+    end = serializers.DateTimeField(help_text="Bucket end, exclusive (cut to the range).")
+    traffic = TrafficSerializer()
+    performance = PerformanceSerializer()
+
+
+class TimeseriesBodySerializer(RangeBodySerializer):
+    granularity = serializers.ChoiceField(choices=["hour", "interval", "day", "month", "year"])
+    series = TimeseriesPointSerializer(many=True)
+    freshness = FreshnessSerializer()
+
+
+class PageRefSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    url = serializers.CharField()
+    site = serializers.IntegerField(help_text="Site id.")
+
+
+class PageRowSerializer(serializers.Serializer):
+    page = PageRefSerializer()
+    traffic = TrafficSerializer()
+    performance = PerformanceSerializer()
+
+
+class PagesBodySerializer(RangeBodySerializer):
+    order_by = serializers.CharField()
+    freshness = FreshnessSerializer()
+    count = serializers.IntegerField(help_text="Pages matching the filters in the range.")
+    next = serializers.CharField(
+        allow_null=True, help_text="Cursor of the following rows; null on the last page."
+    )
+    results = PageRowSerializer(many=True)
+
+
+class PageDetailSerializer(PageRefSerializer):
+    path = serializers.CharField()
+
+
+class PageReportSerializer(SummarySerializer):
+    page = PageDetailSerializer()
+
+
+# ------------------------------------------------------------------ identity and health
+
+
+class RegisteredSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    username = serializers.CharField()
+
+
+class TokenPairSerializer(serializers.Serializer):
+    access = serializers.CharField(help_text="Access token (JWT): `Authorization: Bearer ...`.")
+    refresh = serializers.CharField(help_text="Refresh token (JWT).")
+
+
+class RefreshRequestSerializer(serializers.Serializer):
+    refresh = serializers.CharField()
+
+
+class HealthSerializer(serializers.Serializer):
+    ok = serializers.BooleanField()
+    services = serializers.DictField(
+        child=serializers.BooleanField(), help_text="`postgres` and `redis`: whether they answer."
+    )
+
+
+# ------------------------------------------------------------------ errors
+
+
+class DetailSerializer(serializers.Serializer):
+    detail = serializers.CharField()
+
+
+class TokenErrorMessageSerializer(serializers.Serializer):
+    token_class = serializers.CharField()
+    token_type = serializers.CharField()
+    message = serializers.CharField()
+
+
+class AuthErrorSerializer(DetailSerializer):
+    code = serializers.CharField(required=False, help_text="e.g. `token_not_valid`.")
+    messages = TokenErrorMessageSerializer(many=True, required=False)
+
+
+FIELD_ERRORS = {
+    "type": "object",
+    "description": "Each bad parameter or field (or `non_field_errors`) with its problems.",
+    "additionalProperties": {"type": "array", "items": {"type": "string"}},
+}
+
+
+def _error(description: str, serializer, example: dict) -> OpenApiResponse:
+    return OpenApiResponse(
+        serializer,
+        description=description,
+        examples=[OpenApiExample("error", value=example, response_only=True)],
+    )
+
+
+def bad_request(example: dict) -> OpenApiResponse:
+    return _error("Bad parameters or fields: each one with its problems.", FIELD_ERRORS, example)
+
+
+BAD_REQUEST = bad_request({"to": ["must be after from"]})
+BAD_PAYLOAD = bad_request({"password": ["This password is too common."]})
+UNAUTHORIZED = _error(
+    "No valid access token (nor a logged-in session).",
+    AuthErrorSerializer,
+    {"detail": "Authentication credentials were not provided."},
+)
+TOO_MANY = _error(
+    "Rate limit exceeded; `Retry-After` gives the seconds until the window ends.",
+    DetailSerializer,
+    {"detail": "rate limit exceeded: 600 requests per window; retry in 42 s"},
+)
+NOT_FOUND = _error(
+    "No such page.", DetailSerializer, {"detail": "No Page matches the given query."}
+)
+REPORT_ERRORS = {400: BAD_REQUEST, 401: UNAUTHORIZED, 429: TOO_MANY}
+
+# ------------------------------------------------------------------ parameters
+
+RETRY_AFTER = OpenApiParameter(
+    "Retry-After",
+    OpenApiTypes.INT,
+    OpenApiParameter.HEADER,
+    response=[429],
+    description="Seconds until the rate-limit window ends.",
+)
+
+BOUND_PARAMETERS = [
+    OpenApiParameter(
+        name,
+        OpenApiTypes.STR,
+        OpenApiParameter.QUERY,
+        required=True,
+        description=f"{side}. {BOUND_HELP}",
+        pattern=BOUND_PATTERN,
+        examples=[OpenApiExample(name, value=value)],
+    )
+    for name, side, value in (
+        ("from", "Start, inclusive", "2025-01-01T00:00:00Z"),
+        ("to", "End, exclusive", "2025-01-08T00:00:00Z"),
+    )
+]
+FORMAT_PARAMETER = OpenApiParameter(
+    "format",
+    OpenApiTypes.STR,
+    OpenApiParameter.QUERY,
+    enum=["json", "csv"],
+    description="`csv` streams the answer as CSV (nested fields flattened as "
+    "`traffic.views`, `performance.both.lcp_ms.p75`); JSON otherwise.",
+)
+PAGE_ID_PARAMETER = OpenApiParameter(
+    "page_id",
+    {"type": "integer", "minimum": 1, "maximum": MAX_ID},
+    OpenApiParameter.PATH,
+    description="The page's id (`page.id` in the top pages).",
+)
+CSV = OpenApiTypes.STR
+
+# ------------------------------------------------------------------ examples
+
+
+def _vital(p50, p75, p95, samples, good, needs, poor) -> dict:
+    return {
+        "p50": p50,
+        "p75": p75,
+        "p95": p95,
+        "samples": samples,
+        "good": good,
+        "needs_improvement": needs,
+        "poor": poor,
+    }
+
+
+def _strategy(samples: int, score: float, scale: float) -> dict:
+    return {
+        "samples": samples,
+        "performance_score_avg": score,
+        "lcp_ms": _vital(
+            round(2237.7 * scale, 1),
+            round(3104.2 * scale, 1),
+            5012.9,
+            samples,
+            0.5625,
+            0.3125,
+            0.125,
+        ),
+        "fcp_ms": _vital(1402.6, 1873.9, 2940.1, samples, 0.71875, 0.25, 0.03125),
+        "inp_ms": _vital(143.8, 212.4, 498.6, samples, 0.734375, 0.21875, 0.046875),
+        "ttfb_ms": _vital(512.3, 734.0, 1490.8, samples, 0.8125, 0.171875, 0.015625),
+        "cls": _vital(0.0612, 0.1043, 0.2318, samples, 0.71875, 0.25, 0.03125),
+    }
+
+
+EXAMPLE_TRAFFIC = {
+    "users": 18234,
+    "sessions": 21977,
+    "views": 64120,
+    "bounces": 9321,
+    "engagement_seconds": 2860512.421875,
+    "bounce_rate": 0.424125,
+    "avg_engagement_seconds": 130.159,
+    "views_per_session": 2.917596,
+}
+EXAMPLE_PERFORMANCE = {
+    "mobile": _strategy(64, 71.328, 1.1),
+    "desktop": _strategy(64, 83.516, 0.9),
+    "both": _strategy(128, 77.422, 1.0),
+}
+EXAMPLE_FRESHNESS = {"pipeline_run_at": "2025-01-08T00:04:12.538Z", "pending": False}
+EXAMPLE_RANGE = {"from": "2025-01-01T00:00:00Z", "to": "2025-01-08T00:00:00Z"}
+EXAMPLE_PAGE = {"id": 7, "url": "https://shop.example.com/products/kettle", "site": 2}
+
+
+def example(name: str, value: dict) -> OpenApiExample:
+    return OpenApiExample(name, value=value, response_only=True, status_codes=["200"])
+
+
+SUMMARY_EXAMPLE = example(
+    "A week",
+    {
+        **EXAMPLE_RANGE,
+        "traffic": EXAMPLE_TRAFFIC,
+        "performance": EXAMPLE_PERFORMANCE,
+        "freshness": EXAMPLE_FRESHNESS,
+    },
+)
+TIMESERIES_EXAMPLE = example(
+    "Two days",
+    {
+        "from": "2025-01-01T00:00:00Z",
+        "to": "2025-01-03T00:00:00Z",
+        "granularity": "day",
+        "series": [
+            {
+                "start": "2025-01-01T00:00:00Z",
+                "end": "2025-01-02T00:00:00Z",
+                "traffic": EXAMPLE_TRAFFIC,
+                "performance": EXAMPLE_PERFORMANCE,
+            },
+            {
+                "start": "2025-01-02T00:00:00Z",
+                "end": "2025-01-03T00:00:00Z",
+                "traffic": EXAMPLE_TRAFFIC,
+                "performance": EXAMPLE_PERFORMANCE,
+            },
+        ],
+        "freshness": EXAMPLE_FRESHNESS,
+    },
+)
+PAGES_EXAMPLE = example(
+    "The first of several pages",
+    {
+        **EXAMPLE_RANGE,
+        "order_by": "-views",
+        "freshness": EXAMPLE_FRESHNESS,
+        "count": 12,
+        "next": "bzox",
+        "results": [
+            {"page": EXAMPLE_PAGE, "traffic": EXAMPLE_TRAFFIC, "performance": EXAMPLE_PERFORMANCE}
+        ],
+    },
+)
+PAGE_EXAMPLE = example(
+    "One page over a week",
+    {
+        "page": {**EXAMPLE_PAGE, "path": "/products/kettle"},
+        **EXAMPLE_RANGE,
+        "traffic": EXAMPLE_TRAFFIC,
+        "performance": EXAMPLE_PERFORMANCE,
+        "freshness": EXAMPLE_FRESHNESS,
+    },
+)
