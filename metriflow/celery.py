@@ -3,12 +3,25 @@
 Workers are started per queue, e.g. ``celery -A metriflow worker -Q daily``.
 Task names are stable and explicit (``pipeline.stage.<stage>``) and each task
 is routed to the queue of its stage.
+
+Every stage queue dead-letters to the ``metriflow.dlx`` exchange, bound to the
+``dead_letter`` queue. A worker declares only the queues it consumes, so every
+worker also declares the dead-letter exchange, queue and binding, whatever its
+``-Q``: a consumer bootstep (:class:`DeadLetterDeclaration`) runs on each
+(re)connection of the worker's consumer, before its event loop takes a message.
+Without them RabbitMQ drops a rejected message. ``dead_letter`` is not in
+``task_queues``: a worker started without ``-Q`` must not consume (and run
+again) the dead letters; ``manage.py pipeline dead-letters`` lists and
+requeues them.
 """
 
+import logging
 import os
 
-from celery import Celery
+from celery import Celery, bootsteps
 from kombu import Exchange, Queue
+
+logger = logging.getLogger(__name__)
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "metriflow.settings.local")
 
@@ -17,7 +30,10 @@ STAGES = ("raw", "staged", "page", "interval", "daily", "monthly", "yearly")
 
 PIPELINE_EXCHANGE = Exchange("metriflow", type="direct", durable=True)
 DEAD_LETTER_EXCHANGE = Exchange("metriflow.dlx", type="direct", durable=True)
-DEAD_LETTER_QUEUE = "dead_letter"
+DEAD_LETTER_ROUTING_KEY = "dead_letter"
+DEAD_LETTER_QUEUE = Queue(
+    "dead_letter", DEAD_LETTER_EXCHANGE, routing_key=DEAD_LETTER_ROUTING_KEY, durable=True
+)
 
 
 def _stage_queue(stage: str) -> Queue:
@@ -28,17 +44,39 @@ def _stage_queue(stage: str) -> Queue:
         durable=True,
         queue_arguments={
             "x-dead-letter-exchange": DEAD_LETTER_EXCHANGE.name,
-            "x-dead-letter-routing-key": DEAD_LETTER_QUEUE,
+            "x-dead-letter-routing-key": DEAD_LETTER_ROUTING_KEY,
         },
     )
 
 
+def declare_dead_letter(channel) -> None:
+    """Declares the dead-letter exchange, the ``dead_letter`` queue and their binding
+    (idempotent; durable, so a broker restart keeps them and their messages)."""
+    DEAD_LETTER_QUEUE.bind(channel).declare()
+
+
+class DeadLetterDeclaration(bootsteps.StartStopStep):
+    """Declares the dead-letter topology on the worker's broker connection.
+
+    A consumer step rather than a ``worker_ready`` or ``celeryd_after_setup``
+    signal: those fire once per worker process, the second before any broker
+    connection exists, while a consumer step starts again on every reconnection
+    (a broker restarted or a vhost rebuilt gets the topology back) and always
+    before the event loop, the last step, runs a task that could be rejected.
+    """
+
+    requires = {"celery.worker.consumer.connection:Connection"}
+
+    def start(self, c):
+        with c.connection.channel() as channel:
+            declare_dead_letter(channel)
+        logger.info("declared %s -> %s", DEAD_LETTER_EXCHANGE.name, DEAD_LETTER_QUEUE.name)
+
+
 app = Celery("metriflow")
 app.config_from_object("django.conf:settings", namespace="CELERY")
-app.conf.task_queues = (
-    *(_stage_queue(stage) for stage in STAGES),
-    Queue(DEAD_LETTER_QUEUE, DEAD_LETTER_EXCHANGE, routing_key=DEAD_LETTER_QUEUE, durable=True),
-)
+app.conf.task_queues = tuple(_stage_queue(stage) for stage in STAGES)
+app.steps["consumer"].add(DeadLetterDeclaration)
 app.conf.task_default_exchange = PIPELINE_EXCHANGE.name
 app.conf.task_default_queue = "raw"
 app.conf.task_default_routing_key = "raw"

@@ -1,8 +1,20 @@
-"""Admin views of ingestion and the pipeline ledger (read-only: the pipeline owns the rows)."""
+"""Admin views of ingestion, the pipeline ledger and its run history (read-only: the
+pipeline owns the rows). Lists keep to columns that fit a 1280 px wide screen."""
+
+import os
 
 from django.contrib import admin, messages
+from django.urls import reverse
+from django.utils.html import format_html, format_html_join
 
-from .models import IngestBatch, IngestReject, Page, PipelineLedger, Site
+from .models import IngestBatch, IngestReject, Page, PipelineLedger, PipelineRun, Site, TaskFailure
+from .stages import WINDOW_UNIT
+
+RECENT_RUNS = 20  # runs of a window shown on its ledger page; the rest behind a link
+
+
+def _hour(moment) -> str:
+    return f"{moment:%Y-%m-%d %H:%M}" if moment else "-"
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -32,19 +44,34 @@ class PageAdmin(ReadOnlyAdmin):
 
 @admin.register(IngestBatch)
 class IngestBatchAdmin(ReadOnlyAdmin):
-    list_display = (
-        "id",
-        "source",
-        "file_name",
-        "status",
-        "records_accepted",
-        "records_rejected",
-        "started_at",
-        "finished_at",
-    )
+    list_display = ("id", "source_code", "file", "status", "accepted", "rejected", "hours")
     list_filter = ("source", "status", "file_layout")
     search_fields = ("file_name", "checksum")
     date_hierarchy = "started_at"
+
+    @admin.display(description="source", ordering="source")
+    def source_code(self, obj: IngestBatch) -> str:
+        return obj.source
+
+    @admin.display(description="file", ordering="file_name")
+    def file(self, obj: IngestBatch) -> str:
+        return format_html(
+            '<span title="{}">{}</span>', obj.file_name, os.path.basename(obj.file_name)
+        )
+
+    @admin.display(description="accepted", ordering="records_accepted")
+    def accepted(self, obj: IngestBatch) -> int:
+        return obj.records_accepted
+
+    @admin.display(description="rejected", ordering="records_rejected")
+    def rejected(self, obj: IngestBatch) -> int:
+        return obj.records_rejected
+
+    @admin.display(description="hours covered (UTC)", ordering="first_hour")
+    def hours(self, obj: IngestBatch) -> str:
+        if obj.first_hour is None:
+            return "-"
+        return f"{_hour(obj.first_hour)} .. {_hour(obj.last_hour)}"
 
 
 @admin.register(IngestReject)
@@ -55,37 +82,130 @@ class IngestRejectAdmin(ReadOnlyAdmin):
     list_select_related = ("batch",)
 
 
+def _window(ledger: PipelineLedger) -> str:
+    """A window as short as lists need it: ``batch 7``, ``2024-12`` (a month), ``2024``."""
+    if ledger.batch_id:
+        return f"batch {ledger.batch_id}"
+    return (
+        f"{ledger.window_start:%Y}"
+        if WINDOW_UNIT[ledger.stage] == "year"
+        else (f"{ledger.window_start:%Y-%m}")
+    )
+
+
 @admin.register(PipelineLedger)
 class PipelineLedgerAdmin(ReadOnlyAdmin):
+    """The current state of each stage x window; its runs are on its page."""
+
     actions = ["rerun"]
-    readonly_fields = ("error",)
-    list_display = (
-        "stage",
-        "batch",
-        "window_start",
-        "window_end",
-        "status",
-        "attempts",
-        "duration_ms",
-        "rows_in",
-        "rows_out",
-        "updated_at",
-    )
+    readonly_fields = ("error", "runs")
+    list_display = ("stage", "window", "status", "attempts", "ms", "rows_in", "rows_out", "updated")
     list_filter = ("stage", "status")
     search_fields = ("error",)
+    date_hierarchy = "updated_at"
 
-    @admin.action(description="Re-run the selected windows now", permissions=["rerun"])
+    @admin.display(description="ms", ordering="duration_ms")
+    def ms(self, obj: PipelineLedger):
+        return obj.duration_ms
+
+    @admin.display(description="updated", ordering="updated_at")
+    def updated(self, obj: PipelineLedger) -> str:
+        return _hour(obj.updated_at)
+
+    @admin.display(description="window", ordering="window_start")
+    def window(self, obj: PipelineLedger) -> str:
+        return _window(obj)
+
+    @admin.display(description="runs (latest first)")
+    def runs(self, obj: PipelineLedger) -> str:
+        runs = list(obj.runs.order_by("-attempt")[:RECENT_RUNS])
+        total = obj.runs.count()
+        link = format_html(
+            '<a href="{}?ledger__id__exact={}">all {} run(s) of this window</a>',
+            reverse("admin:pipeline_pipelinerun_changelist"),
+            obj.pk,
+            total,
+        )
+        if not runs:
+            return link
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>"
+            "<td>{}</td><td>{}</td></tr>",
+            (
+                (run.attempt, run.status, _hour(run.started_at), run.duration_ms,
+                 run.rows_in if run.rows_in is not None else "-",
+                 run.rows_out if run.rows_out is not None else "-",
+                 run.worker, run.error or "")
+                for run in runs
+            ),
+        )  # fmt: skip
+        return format_html(
+            "<table><thead><tr><th>attempt</th><th>status</th><th>started</th><th>ms</th>"
+            "<th>rows in</th><th>rows out</th><th>worker</th><th>error</th></tr></thead>"
+            "<tbody>{}</tbody></table>{}",
+            rows,
+            link,
+        )
+
+    @admin.action(description="Re-run the selected windows (queue them)", permissions=["rerun"])
     def rerun(self, request, queryset):
-        from .services import rerun_ledger_windows
+        from .services import enqueue_ledger_windows
 
-        runs = rerun_ledger_windows(list(queryset.values_list("pk", flat=True)))
-        for run in runs:
+        try:
+            queued = enqueue_ledger_windows(list(queryset.values_list("pk", flat=True)))
+        except Exception as exc:  # the broker or the database is down: say so, queue nothing more
+            self.message_user(request, f"Nothing more queued: {exc}", level=messages.ERROR)
+            return
+        for item in queued:
+            marked = "" if item.keys_marked is None else f", {item.keys_marked:,} keys marked dirty"
             self.message_user(
                 request,
-                f"{run.stage} {run.window}: {run.status}, {run.rows_out:,} rows in "
-                f"{run.seconds:.2f} s",
-                level=messages.SUCCESS if run.status != "failed" else messages.ERROR,
+                f"Queued {item.stage} {item.window} on {item.queue} (task {item.task_id}{marked})",
+                level=messages.SUCCESS,
             )
 
     def has_rerun_permission(self, request):
         return request.user.is_staff
+
+
+@admin.register(PipelineRun)
+class PipelineRunAdmin(ReadOnlyAdmin):
+    """The history: one row per run of a stage x window, done or failed."""
+
+    list_display = ("stage", "window", "attempt", "status", "rows_in", "rows_out", "ms", "started")
+    list_filter = (("ledger__stage", admin.ChoicesFieldListFilter), "status")
+    search_fields = ("error", "task_id", "worker")
+    date_hierarchy = "started_at"
+    list_select_related = ("ledger",)
+    readonly_fields = ("error",)
+
+    @admin.display(description="stage", ordering="ledger__stage")
+    def stage(self, obj: PipelineRun) -> str:
+        return obj.ledger.stage
+
+    @admin.display(description="window", ordering="ledger__window_start")
+    def window(self, obj: PipelineRun) -> str:
+        return _window(obj.ledger)
+
+    @admin.display(description="ms", ordering="duration_ms")
+    def ms(self, obj: PipelineRun) -> int:
+        return obj.duration_ms
+
+    @admin.display(description="started", ordering="started_at")
+    def started(self, obj: PipelineRun) -> str:
+        return _hour(obj.started_at)
+
+
+@admin.register(TaskFailure)
+class TaskFailureAdmin(ReadOnlyAdmin):
+    """Errors of tasks that failed for good; their messages are in dead_letter."""
+
+    list_display = ("task_name", "task_id", "short_error", "failures", "failed_at")
+    list_filter = ("task_name",)
+    search_fields = ("task_id", "error")
+    date_hierarchy = "failed_at"
+
+    @admin.display(description="error")
+    def short_error(self, obj: TaskFailure) -> str:
+        return obj.error if len(obj.error) <= 120 else f"{obj.error[:117]}..."

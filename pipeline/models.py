@@ -146,14 +146,67 @@ class PipelineLedger(models.Model):
         managed = False
         db_table = "pipeline_ledger"
         ordering = ["-updated_at"]
-        verbose_name = "pipeline run"
+        verbose_name = "pipeline window"
 
     def __str__(self) -> str:
+        return f"{self.stage} {self.window} ({self.status})"
+
+    @property
+    def window(self) -> str:
         if self.batch_id:
-            window = f"batch {self.batch_id}"
-        else:
-            window = f"{self.window_start:%Y-%m-%d %H:%M}"
-        return f"{self.stage} {window} ({self.status})"
+            return f"batch {self.batch_id}"
+        return f"{self.window_start:%Y-%m-%d}..{self.window_end:%Y-%m-%d}"
+
+
+class PipelineRun(models.Model):
+    """One run of a stage x window: the ledger row's history, one row per attempt."""
+
+    class Status(models.TextChoices):
+        DONE = "done"
+        FAILED = "failed"
+
+    id = models.BigAutoField(primary_key=True)
+    ledger = models.ForeignKey(PipelineLedger, on_delete=models.CASCADE, related_name="runs")
+    attempt = models.IntegerField()
+    status = models.TextField(choices=Status.choices)
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField()
+    duration_ms = models.BigIntegerField()
+    rows_in = models.BigIntegerField(null=True)
+    rows_out = models.BigIntegerField(null=True)
+    worker = models.TextField(help_text="host:pid of the process that ran it.")
+    task_id = models.TextField(null=True, help_text="Celery task id; empty when run in-process.")
+    error = models.TextField(null=True)
+
+    class Meta:
+        managed = False
+        db_table = "pipeline_run"
+        ordering = ["-started_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.ledger.stage} {self.ledger.window} #{self.attempt} ({self.status})"
+
+
+class TaskFailure(models.Model):
+    """The error of a Celery task that failed for good (its message is dead-lettered)."""
+
+    task_id = models.TextField(primary_key=True)
+    task_name = models.TextField()
+    args = models.JSONField(default=list)
+    kwargs = models.JSONField(default=dict)
+    error = models.TextField()
+    traceback = models.TextField(null=True)
+    worker = models.TextField()
+    failures = models.IntegerField(default=1)
+    failed_at = models.DateTimeField()
+
+    class Meta:
+        managed = False
+        db_table = "pipeline_task_failure"
+        ordering = ["-failed_at"]
+
+    def __str__(self) -> str:
+        return f"{self.task_name}[{self.task_id}]"
 
 
 ALL_HOURS = (1 << 24) - 1  # an hour mask holding the whole day

@@ -1,9 +1,17 @@
 """Reads about the pipeline's state, for the CLI, the admin and the API."""
 
-from dataclasses import dataclass
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, replace
+from datetime import datetime
 
 from django.db import OperationalError, connection, transaction
 from psycopg import errors, sql
+
+from metriflow.celery import DEAD_LETTER_QUEUE, app, declare_dead_letter
+
+from .models import TaskFailure
 
 # Each stage's table(s), in chain order.
 STAGE_TABLES: dict[str, tuple[str, ...]] = {
@@ -66,3 +74,81 @@ def _count_rows(cursor, table: str) -> int | None:
         if isinstance(exc.__cause__, errors.LockNotAvailable):
             return None
         raise
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """A message of the ``dead_letter`` queue, with the error its task failed with."""
+
+    task_id: str | None
+    task_name: str | None
+    args: list
+    kwargs: dict
+    queue: str | None  # the queue that dead-lettered it (latest x-death entry)
+    reason: str | None  # rejected, expired, ...
+    died_at: datetime | None
+    deaths: int
+    error: str | None = None  # from pipeline_task_failure; None: no failure recorded
+    failed_at: datetime | None = None
+
+
+def dead_letter_of(message) -> DeadLetter:
+    """A dead-lettered Celery message (protocol 2: task and id in the headers, body
+    ``[args, kwargs, embed]``; protocol 1: all of them in the body), without its error."""
+    headers = message.headers or {}
+    try:
+        body = json.loads(message.body)
+    except (TypeError, ValueError):
+        body = None
+    if "task" in headers:
+        task_id, task_name = headers.get("id"), headers.get("task")
+        args, kwargs = (body[0], body[1]) if isinstance(body, list) and len(body) >= 2 else ([], {})
+    else:
+        body = body if isinstance(body, dict) else {}
+        task_id, task_name = body.get("id"), body.get("task")
+        args, kwargs = body.get("args") or [], body.get("kwargs") or {}
+    deaths = headers.get("x-death") or []
+    latest = deaths[0] if deaths else {}
+    return DeadLetter(
+        task_id=task_id,
+        task_name=task_name,
+        args=list(args),
+        kwargs=dict(kwargs),
+        queue=latest.get("queue") or headers.get("x-first-death-queue"),
+        reason=latest.get("reason") or headers.get("x-first-death-reason"),
+        died_at=latest.get("time"),
+        deaths=sum(int(death.get("count", 1)) for death in deaths),
+    )
+
+
+def dead_letters(limit: int | None = None) -> tuple[int, list[DeadLetter]]:
+    """The number of messages in ``dead_letter`` and the first ``limit`` of them, in
+    queue order, each joined with its task's recorded error.
+
+    The messages are read without acknowledgement and given back (``basic.recover``
+    with requeue) before the channel closes: RabbitMQ puts each back in its place,
+    so listing neither loses nor reorders them.
+    """
+    with app.connection_for_write() as conn:
+        channel = conn.channel()
+        try:
+            declare_dead_letter(channel)
+            _name, count, _consumers = channel.queue_declare(DEAD_LETTER_QUEUE.name, passive=True)
+            letters = []
+            try:
+                for _ in range(count if limit is None else min(count, limit)):
+                    message = channel.basic_get(DEAD_LETTER_QUEUE.name, no_ack=False)
+                    if message is None:
+                        break
+                    letters.append(dead_letter_of(message))
+            finally:
+                channel.basic_recover(requeue=True)
+        finally:
+            channel.close()
+    failures = TaskFailure.objects.in_bulk([x.task_id for x in letters if x.task_id])
+    return count, [
+        replace(x, error=failures[x.task_id].error, failed_at=failures[x.task_id].failed_at)
+        if x.task_id in failures
+        else x
+        for x in letters
+    ]

@@ -1,11 +1,18 @@
 """Entry points of the pipeline for commands, tasks and the admin."""
 
+from __future__ import annotations
+
+import json
 import logging
 import os
+from dataclasses import dataclass
 
-from . import stages
+from kombu import Producer
+
+from metriflow.celery import DEAD_LETTER_QUEUE, PIPELINE_EXCHANGE, app, declare_dead_letter
+
+from . import selectors, stages, tasks
 from .models import PipelineLedger
-from .tasks import ingest_file_task
 
 logger = logging.getLogger(__name__)
 
@@ -24,7 +31,7 @@ def enqueue_ingest(
     see (it is made absolute here).
     """
     del batch_size  # workers use the setting
-    result = ingest_file_task.apply_async(
+    result = tasks.ingest_file_task.apply_async(
         kwargs={
             "path": os.path.abspath(path),
             "source": source,
@@ -35,22 +42,122 @@ def enqueue_ingest(
     return result.id
 
 
-def rerun_ledger_windows(ledger_ids: list[int]) -> list[stages.StageRun]:
-    """Re-runs ledger windows (e.g. failed ones) in-process, marking their keys dirty first.
+@dataclass(frozen=True)
+class QueuedWindow:
+    stage: str
+    window: str
+    queue: str
+    task_id: str
+    keys_marked: int | None  # time windows: the stage's keys marked dirty first
 
-    A staged window re-stages its batch; a time window gets every staged
-    page-day inside it marked dirty and is drained through every later stage.
+
+def _task_queue(task_name: str) -> str:
+    return app.conf.task_routes[task_name]["queue"]
+
+
+def enqueue_ledger_windows(ledger_ids: list[int]) -> list[QueuedWindow]:
+    """Queues a run of each ledger window (e.g. a failed one) on its stage's queue and
+    returns at once; a worker of that queue runs it, and the chain goes on from there.
+
+    A staged window re-stages its batch. A time window first gets every key of its
+    stage inside it marked dirty (``stages.mark_window_dirty``: a window without
+    dirty keys would run and change nothing), then its task is published.
     """
-    runs: list[stages.StageRun] = []
+    queued: list[QueuedWindow] = []
     for entry in PipelineLedger.objects.filter(pk__in=ledger_ids).order_by("pk"):
+        if entry.stage == "staged":
+            task = tasks.stage_batch_task
+            result = task.si(batch_id=entry.batch_id).apply_async()
+            marked = None
+        else:
+            marked = stages.mark_window_dirty(entry.stage, entry.window_start, entry.window_end)
+            task = tasks.WINDOW_TASKS[entry.stage]
+            result = task.si(window_start=entry.window_start.isoformat()).apply_async()
+        queued.append(
+            QueuedWindow(entry.stage, entry.window, _task_queue(task.name), result.id, marked)
+        )
+    return queued
+
+
+def record_task_failure(
+    *,
+    task_id: str | None,
+    task_name: str,
+    args,
+    kwargs,
+    error: BaseException | None,
+    traceback: str | None,
+) -> None:
+    """Keeps the error of a task that failed for good (``pipeline_task_failure``), where
+    ``pipeline dead-letters`` finds it by the dead-lettered message's task id."""
+    if not task_id:
+        return
+    text = f"{type(error).__name__}: {error}" if error is not None else "unknown error"
+    with stages.connect() as conn:
+        conn.execute(
+            "INSERT INTO pipeline_task_failure (task_id, task_name, args, kwargs, error, "
+            "traceback, worker) VALUES (%s, %s, %s, %s, %s, %s, %s) "
+            "ON CONFLICT (task_id) DO UPDATE SET task_name = EXCLUDED.task_name, "
+            "args = EXCLUDED.args, kwargs = EXCLUDED.kwargs, error = EXCLUDED.error, "
+            "traceback = EXCLUDED.traceback, worker = EXCLUDED.worker, "
+            "failures = pipeline_task_failure.failures + 1, failed_at = now()",
+            (task_id, task_name, json.dumps(list(args or ()), default=str),
+             json.dumps(dict(kwargs or {}), default=str), text[:4000],
+             (traceback or "")[-20000:] or None, stages.worker_name()),
+        )  # fmt: skip
+        conn.commit()
+
+
+@dataclass(frozen=True)
+class Requeued:
+    letter: selectors.DeadLetter
+    queue: str | None  # None: left in dead_letter (its original queue is not a stage queue)
+
+
+def requeue_dead_letters() -> list[Requeued]:
+    """Sends every message of ``dead_letter`` back to the queue that dead-lettered it
+    (the latest x-death entry) and removes it from ``dead_letter``.
+
+    Each message is published (with publisher confirms, body and headers as they
+    are, the target queue declared first so that it is routable) before its dead
+    letter is acknowledged: a crash in between leaves it in both queues, never in
+    neither (tasks are idempotent). A message whose original queue is not a stage
+    queue is left where it is, in its place.
+    """
+    stage_queues = {queue.name: queue for queue in app.conf.task_queues}
+    done: list[Requeued] = []
+    with app.connection_for_write() as conn:
+        channel = conn.channel()
         try:
-            if entry.stage == "staged":
-                runs.append(stages.run_staged(entry.batch_id))
-                continue
-            stages.mark_range_dirty(entry.window_start, entry.window_end)
-            runs.extend(stages.drain(stages.TIME_STAGES))
-        except Exception:  # the ledger row records the error; the caller reports the run
-            logger.exception("re-run of ledger window %s failed", entry.pk)
-            window = f"batch {entry.batch_id}" if entry.batch_id else f"{entry.window_start}"
-            runs.append(stages.StageRun(entry.stage, window, "failed"))
-    return runs
+            declare_dead_letter(channel)
+            _name, count, _consumers = channel.queue_declare(DEAD_LETTER_QUEUE.name, passive=True)
+            producer = Producer(channel, exchange=PIPELINE_EXCHANGE, auto_declare=False)
+            held = False
+            for _ in range(count):  # what is there now: a letter dying again waits
+                message = channel.basic_get(DEAD_LETTER_QUEUE.name, no_ack=False)
+                if message is None:
+                    break
+                letter = selectors.dead_letter_of(message)
+                queue = stage_queues.get(letter.queue or "")
+                if queue is None:
+                    held = True
+                    done.append(Requeued(letter, None))
+                    continue
+                queue.bind(channel).declare()
+                producer.publish(
+                    message.body,
+                    routing_key=queue.routing_key,
+                    headers=message.headers,
+                    content_type=message.content_type,
+                    content_encoding=message.content_encoding,
+                    delivery_mode=2,
+                    **{k: v for k, v in message.properties.items()
+                       if k in ("correlation_id", "reply_to", "priority")},
+                )  # fmt: skip
+                channel.basic_ack(message.delivery_tag)
+                done.append(Requeued(letter, queue.name))
+            if held:
+                channel.basic_recover(requeue=True)  # back in their places
+        finally:
+            channel.close()
+    return done

@@ -3,9 +3,11 @@
 Each stage's work is a stored procedure (``sql/functions/stages.sql``); this
 module decides *which* windows to run, takes the window's advisory lock so
 that no two workers work it at once, and records the run in the ledger
-(``pipeline_ledger``: pending / running / done / failed, attempts, timings, row
-counts). It is called by the Celery tasks, by ``manage.py pipeline`` and by
-the admin; none of them hold logic of their own.
+(``pipeline_ledger``: the window's current state, pending / running / done /
+failed, attempts, timings, row counts) and in the run history
+(``pipeline_run``: one row per run, done or failed, with its attempt, worker,
+Celery task id and error). It is called by the Celery tasks, by ``manage.py
+pipeline`` and by the admin; none of them hold logic of their own.
 
 Windows: the staged stage works on one ingest batch; page, interval and daily
 on one calendar month of dirty (page, day) keys (page and interval keys carry
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -74,7 +77,36 @@ def _lock_key(stage: str, key: int) -> tuple[int, int]:
     return (_LOCK_NAMESPACE + STAGES.index(stage), key % 2**31)
 
 
-def _ledger_start(conn, stage: str, batch_id: int | None, start, end) -> int:
+def worker_name() -> str:
+    """The process running a window, as the ledger and the run history name it."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+@dataclass(frozen=True)
+class _Run:
+    """One run of a window as it started: what its history row needs besides the outcome."""
+
+    started_at: datetime
+    started: float  # perf_counter at the start
+    task_id: str | None
+
+    @classmethod
+    def begin(cls, task_id: str | None) -> _Run:
+        return cls(datetime.now(UTC), time.perf_counter(), task_id)
+
+    def millis(self) -> int:
+        return int((time.perf_counter() - self.started) * 1000)
+
+
+_RUN_INSERT = (
+    "INSERT INTO pipeline_run (ledger_id, attempt, status, started_at, finished_at, "
+    "duration_ms, rows_in, rows_out, worker, task_id, error) "
+    "VALUES (%s, %s, %s, %s, clock_timestamp(), %s, %s, %s, %s, %s, %s)"
+)
+
+
+def _ledger_start(conn, stage: str, batch_id: int | None, start, end) -> tuple[int, int]:
+    """Claims the window's ledger row; returns its id and this run's attempt number."""
     return conn.execute(
         "INSERT INTO pipeline_ledger (stage, batch_id, window_start, window_end, status, "
         "attempts, started_at, updated_at, worker, error) "
@@ -82,38 +114,62 @@ def _ledger_start(conn, stage: str, batch_id: int | None, start, end) -> int:
         "ON CONFLICT (stage, batch_id, window_start) DO UPDATE SET status = 'running', "
         "attempts = pipeline_ledger.attempts + 1, started_at = now(), updated_at = now(), "
         "worker = EXCLUDED.worker, error = NULL, window_end = EXCLUDED.window_end "
-        "RETURNING id",
-        (stage, batch_id, start, end, socket.gethostname()),
-    ).fetchone()[0]
+        "RETURNING id, attempts",
+        (stage, batch_id, start, end, worker_name()),
+    ).fetchone()
 
 
-def _ledger_finish(conn, ledger_id: int, rows_in: int, rows_out: int, millis: int) -> None:
+def _ledger_finish(
+    conn, ledger_id: int, attempt: int, run: _Run, rows_in: int, rows_out: int
+) -> None:
+    """The window done: the ledger's state and its run's history row, in the stage's
+    transaction."""
+    millis = run.millis()
     conn.execute(
         "UPDATE pipeline_ledger SET status = 'done', finished_at = now(), updated_at = now(), "
         "duration_ms = %s, rows_in = %s, rows_out = %s WHERE id = %s",
         (millis, rows_in, rows_out, ledger_id),
     )
+    conn.execute(
+        _RUN_INSERT,
+        (ledger_id, attempt, "done", run.started_at, millis, rows_in, rows_out, worker_name(),
+         run.task_id, None),
+    )  # fmt: skip
 
 
-def _ledger_fail(stage: str, batch_id: int | None, start, end, error: BaseException) -> None:
-    """Records a failed run (its transaction, ledger row included, was rolled back)."""
+def _ledger_fail(
+    stage: str, batch_id: int | None, start, end, run: _Run, error: BaseException
+) -> None:
+    """Records a failed run, ledger and history, on a connection of its own (the stage's
+    transaction, ledger row included, was rolled back)."""
+    text = f"{type(error).__name__}: {error}"[:2000]
     with connect() as conn:
-        conn.execute(
+        ledger_id, attempt = conn.execute(
             "INSERT INTO pipeline_ledger (stage, batch_id, window_start, window_end, status, "
-            "attempts, updated_at, finished_at, error) "
-            "VALUES (%s, %s, %s, %s, 'failed', 1, now(), now(), %s) "
+            "attempts, updated_at, finished_at, worker, error) "
+            "VALUES (%s, %s, %s, %s, 'failed', 1, now(), now(), %s, %s) "
             "ON CONFLICT (stage, batch_id, window_start) DO UPDATE SET status = 'failed', "
             "attempts = pipeline_ledger.attempts + 1, updated_at = now(), finished_at = now(), "
-            "error = EXCLUDED.error",
-            (stage, batch_id, start, end, f"{type(error).__name__}: {error}"[:2000]),
-        )
+            "worker = EXCLUDED.worker, error = EXCLUDED.error "
+            "RETURNING id, attempts",
+            (stage, batch_id, start, end, worker_name(), text),
+        ).fetchone()
+        conn.execute(
+            _RUN_INSERT,
+            (ledger_id, attempt, "failed", run.started_at, run.millis(), None, None, worker_name(),
+             run.task_id, text),
+        )  # fmt: skip
         conn.commit()
 
 
-def run_staged(batch_id: int) -> StageRun:
-    """Stages one ingest batch (raw -> staged) and marks its page-days dirty."""
+def run_staged(batch_id: int, *, task_id: str | None = None) -> StageRun:
+    """Stages one ingest batch (raw -> staged) and marks its page-days dirty.
+
+    ``task_id``: the Celery task running it, kept in the run history.
+    """
     window = f"batch {batch_id}"
-    started = time.perf_counter()
+    run = _Run.begin(task_id)
+    started = run.started
     try:
         with connect() as conn:
             locked = conn.execute(
@@ -121,22 +177,24 @@ def run_staged(batch_id: int) -> StageRun:
             ).fetchone()[0]
             if not locked:
                 return StageRun("staged", window, "busy")
-            ledger_id = _ledger_start(conn, "staged", batch_id, None, None)
+            ledger_id, attempt = _ledger_start(conn, "staged", batch_id, None, None)
             rows_in, rows_out = conn.execute(
                 "SELECT rows_in, rows_out FROM stage_staged(%s)", (batch_id,)
             ).fetchone()
-            millis = int((time.perf_counter() - started) * 1000)
-            _ledger_finish(conn, ledger_id, rows_in, rows_out, millis)
+            _ledger_finish(conn, ledger_id, attempt, run, rows_in, rows_out)
             conn.commit()
         dataversion.bump()
     except Exception as exc:
-        _ledger_fail("staged", batch_id, None, None, exc)
+        _ledger_fail("staged", batch_id, None, None, run, exc)
         raise
     return StageRun("staged", window, "done", rows_in, rows_out, time.perf_counter() - started)
 
 
-def run_window(stage: str, start: datetime) -> StageRun:
-    """Recomputes the dirty keys of one stage inside one window starting at ``start``."""
+def run_window(stage: str, start: datetime, *, task_id: str | None = None) -> StageRun:
+    """Recomputes the dirty keys of one stage inside one window starting at ``start``.
+
+    ``task_id``: the Celery task running it, kept in the run history.
+    """
     if stage not in TIME_STAGES:
         raise ValueError(f"not a time-window stage: {stage}")
     if start != _window_start(start, WINDOW_UNIT[stage]):
@@ -145,7 +203,8 @@ def run_window(stage: str, start: datetime) -> StageRun:
         raise ValueError(f"a {stage} window starts on a UTC {WINDOW_UNIT[stage]}: {start}")
     end = _window_end(start, WINDOW_UNIT[stage])
     window = f"{start:%Y-%m-%d}..{end:%Y-%m-%d}"
-    started = time.perf_counter()
+    run = _Run.begin(task_id)
+    started = run.started
     try:
         with connect() as conn:
             locked = conn.execute(
@@ -154,7 +213,7 @@ def run_window(stage: str, start: datetime) -> StageRun:
             ).fetchone()[0]
             if not locked:
                 return StageRun(stage, window, "busy")
-            ledger_id = _ledger_start(conn, stage, None, start, end)
+            ledger_id, attempt = _ledger_start(conn, stage, None, start, end)
             if stage == "interval":
                 row = conn.execute(
                     "SELECT rows_in, rows_out FROM stage_interval(%s, %s, %s)",
@@ -165,12 +224,11 @@ def run_window(stage: str, start: datetime) -> StageRun:
                     f"SELECT rows_in, rows_out FROM stage_{stage}(%s, %s)", (start, end)
                 ).fetchone()
             rows_in, rows_out = row
-            millis = int((time.perf_counter() - started) * 1000)
-            _ledger_finish(conn, ledger_id, rows_in, rows_out, millis)
+            _ledger_finish(conn, ledger_id, attempt, run, rows_in, rows_out)
             conn.commit()
         dataversion.bump()
     except Exception as exc:
-        _ledger_fail(stage, None, start, end, exc)
+        _ledger_fail(stage, None, start, end, run, exc)
         raise
     return StageRun(stage, window, "done", rows_in, rows_out, time.perf_counter() - started)
 
@@ -218,20 +276,21 @@ def drain(stages: tuple[str, ...] = STAGES, workers: int | None = None) -> list[
     return runs
 
 
+def mark_window_dirty(stage: str, start: datetime, end: datetime) -> int:
+    """Marks every key of ``stage`` in [start, end) dirty, read from the stage's input
+    (``mark_window_dirty`` in sql/schema/0008), so that its next run recomputes the
+    whole range; page and interval keys get all their hours. Returns the keys marked."""
+    if stage not in TIME_STAGES:
+        raise ValueError(f"not a time-window stage: {stage}")
+    with connect() as conn:
+        count = conn.execute(
+            "SELECT mark_window_dirty(%s, %s, %s)", (stage, start, end)
+        ).fetchone()[0]
+        conn.commit()
+    return count
+
+
 def mark_range_dirty(start: datetime, end: datetime) -> int:
     """Marks every staged (page, day) in [start, end) dirty for the page stage (a rebuild),
     whole days: a key already dirty for some of its hours gets all of them."""
-    with connect() as conn:
-        conn.execute("SELECT staged_ensure()")  # after a crash, staged is rebuilt first
-        count = conn.execute(
-            "INSERT INTO pipeline_dirty (stage, period_start, page_id) "
-            "SELECT DISTINCT 'page', utc_trunc('day', hour), page_id FROM ("
-            "  SELECT page_id, hour FROM staged_ga WHERE hour >= %(s)s AND hour < %(e)s "
-            "  UNION ALL "
-            "  SELECT page_id, hour FROM staged_psi WHERE hour >= %(s)s AND hour < %(e)s"
-            ") AS touched ON CONFLICT (stage, period_start, page_id) DO UPDATE "
-            "SET hours = EXCLUDED.hours WHERE pipeline_dirty.hours <> EXCLUDED.hours",
-            {"s": start, "e": end},
-        ).rowcount
-        conn.commit()
-    return count
+    return mark_window_dirty("page", start, end)

@@ -6,9 +6,12 @@ routed to its stage's queue (``metriflow/celery.py``). At-least-once delivery
 with idempotent effect: ``acks_late`` with reject on worker loss (a killed
 worker's message is redelivered), retries with backoff and jitter for
 transient database errors only, and other failures rejected to the dead-letter
-queue. A stage task that finished its window enqueues the next stage's window
-with an immutable signature; the periodic sweep re-enqueues whatever is still
-pending or dirty, so a lost message only delays work.
+queue, their error kept by task id (``record_task_failure`` on ``task_failure``,
+which Celery sends only for a failure that is final: not for a retry, nor for a
+message requeued after a lost worker). A stage task that finished its window
+enqueues the next stage's window with an immutable signature; the periodic
+sweep re-enqueues whatever is still pending or dirty, so a lost message only
+delays work.
 """
 
 from __future__ import annotations
@@ -17,9 +20,10 @@ from datetime import datetime
 
 import psycopg
 from celery import shared_task
+from celery.signals import task_failure
 from django.conf import settings
 
-from . import stages
+from . import services, stages
 from .ingest import ingest_file
 
 TRANSIENT = (psycopg.OperationalError,)
@@ -47,9 +51,9 @@ def ingest_file_task(
     return {"batch_id": result.batch_id, "status": result.status, "accepted": result.accepted}
 
 
-@shared_task(name="pipeline.stage.staged", **STAGE_TASK_OPTIONS)
-def stage_batch_task(*, batch_id: int) -> dict:
-    run = stages.run_staged(batch_id)
+@shared_task(name="pipeline.stage.staged", bind=True, **STAGE_TASK_OPTIONS)
+def stage_batch_task(self, *, batch_id: int) -> dict:
+    run = stages.run_staged(batch_id, task_id=self.request.id)
     if run.status == "done":
         enqueue_dirty_windows("page")
     elif run.status == "busy":  # another worker holds it; its outcome is checked later
@@ -58,10 +62,10 @@ def stage_batch_task(*, batch_id: int) -> dict:
 
 
 def _window_task(stage: str):
-    @shared_task(name=f"pipeline.stage.{stage}", **STAGE_TASK_OPTIONS)
-    def run_window_task(*, window_start: str) -> dict:
+    @shared_task(name=f"pipeline.stage.{stage}", bind=True, **STAGE_TASK_OPTIONS)
+    def run_window_task(self, *, window_start: str) -> dict:
         start = datetime.fromisoformat(window_start)
-        run = stages.run_window(stage, start)
+        run = stages.run_window(stage, start, task_id=self.request.id)
         following = stages.NEXT_STAGE[stage]
         if run.status == "done" and run.rows_in and following:
             unit = stages.WINDOW_UNIT[following]
@@ -100,3 +104,17 @@ def trigger_staged(batch_id: int | None) -> None:
     """After an ingest batch committed: start the chain for it (when triggering is on)."""
     if batch_id is not None and settings.METRIFLOW_PIPELINE_TRIGGER:
         stage_batch_task.si(batch_id=batch_id).apply_async()
+
+
+@task_failure.connect
+def record_task_failure(sender=None, task_id=None, exception=None, args=None, kwargs=None,
+                        einfo=None, **_) -> None:  # fmt: skip
+    """Keeps the error of a task that failed for good, for ``pipeline dead-letters``."""
+    services.record_task_failure(
+        task_id=task_id,
+        task_name=getattr(sender, "name", str(sender)),
+        args=args,
+        kwargs=kwargs,
+        error=exception,
+        traceback=str(einfo) if einfo is not None else None,
+    )

@@ -1,19 +1,30 @@
-"""``manage.py pipeline run|status|rebuild``: drive and inspect the aggregation stages."""
+"""``manage.py pipeline run|status|rebuild|dead-letters``: drive and inspect the
+aggregation stages."""
 
+import json
 from datetime import UTC, datetime
 
 from django.core.management.base import BaseCommand, CommandError
 
 from pipeline import stages
-from pipeline.selectors import stage_states
+from pipeline.selectors import dead_letters, stage_states
+from pipeline.services import requeue_dead_letters
+
+DATE_FORMAT = "YYYY-MM-DD or an ISO 8601 datetime such as 2024-01-01T00:00:00Z (UTC if no offset)"
 
 
-def _utc(text: str) -> datetime:
+def _utc(option: str, text: str) -> datetime:
     try:
         value = datetime.fromisoformat(text)
     except ValueError:
-        raise CommandError(f"not an ISO date or datetime: {text!r}") from None
+        raise CommandError(f"{option} {text!r} is not a date: expected {DATE_FORMAT}") from None
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _arguments(letter) -> str:
+    parts = [json.dumps(arg, default=str) for arg in letter.args]
+    parts += [f"{key}={json.dumps(value, default=str)}" for key, value in letter.kwargs.items()]
+    return ", ".join(parts)
 
 
 class Command(BaseCommand):
@@ -25,8 +36,18 @@ class Command(BaseCommand):
         run.add_argument("--stage", action="append", choices=stages.STAGES, dest="only")
         sub.add_parser("status", help="Rows, ledger windows and dirty keys per stage.")
         rebuild = sub.add_parser("rebuild", help="Mark a range dirty and recompute it.")
-        rebuild.add_argument("--from", dest="start", required=True, type=_utc)
-        rebuild.add_argument("--to", dest="end", required=True, type=_utc)
+        rebuild.add_argument("--from", dest="start", required=True, metavar="DATE")
+        rebuild.add_argument("--to", dest="end", required=True, metavar="DATE")
+        dead = sub.add_parser(
+            "dead-letters",
+            help="List the tasks that failed for good (the dead_letter queue), or requeue them.",
+        )
+        dead.add_argument(
+            "--requeue",
+            action="store_true",
+            help="Send every dead letter back to the queue it came from.",
+        )
+        dead.add_argument("--limit", type=int, default=100, help="List at most N (default 100).")
 
     def handle(self, *args, action: str, **options):
         if action == "status":
@@ -34,11 +55,45 @@ class Command(BaseCommand):
         elif action == "run":
             self._run(tuple(options["only"] or stages.STAGES))
         elif action == "rebuild":
-            if options["start"] >= options["end"]:
-                raise CommandError("--from must be before --to")
-            marked = stages.mark_range_dirty(options["start"], options["end"])
+            start, end = _utc("--from", options["start"]), _utc("--to", options["end"])
+            if start >= end:
+                raise CommandError(
+                    f"--from ({start:%Y-%m-%d %H:%M}) must be before --to ({end:%Y-%m-%d %H:%M})"
+                )
+            marked = stages.mark_range_dirty(start, end)
             self.stdout.write(f"{marked:,} page-days marked dirty")
             self._run(stages.TIME_STAGES)
+        elif action == "dead-letters":
+            if options["requeue"]:
+                self._requeue()
+            else:
+                self._dead_letters(options["limit"])
+
+    def _dead_letters(self, limit: int) -> None:
+        count, letters = dead_letters(limit=max(limit, 0))
+        self.stdout.write(f"{count:,} dead letter(s) in dead_letter")
+        for letter in letters:
+            died = f"{letter.died_at:%Y-%m-%d %H:%M:%S}" if letter.died_at else "?"
+            self.stdout.write(
+                f"- {letter.task_name}({_arguments(letter)})\n"
+                f"    task id {letter.task_id}, from queue {letter.queue} "
+                f"({letter.reason} at {died} UTC, {letter.deaths} death(s))\n"
+                f"    error: {letter.error or 'not recorded'}"
+            )
+        if count > len(letters):
+            self.stdout.write(f"... and {count - len(letters):,} more (--limit)")
+
+    def _requeue(self) -> None:
+        done = requeue_dead_letters()
+        for item in done:
+            letter = item.letter
+            name = f"{letter.task_name}[{letter.task_id}]({_arguments(letter)})"
+            if item.queue:
+                self.stdout.write(f"requeued {name} -> {item.queue}")
+            else:
+                self.stdout.write(f"left {name}: its queue {letter.queue!r} is not a stage queue")
+        moved = sum(1 for item in done if item.queue)
+        self.stdout.write(f"{moved:,} dead letter(s) requeued, {len(done) - moved:,} left")
 
     def _run(self, only: tuple[str, ...]) -> None:
         runs = stages.drain(only)
