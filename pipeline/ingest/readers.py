@@ -109,6 +109,18 @@ def open_stream(path: str) -> BinaryIO:
     return raw
 
 
+def bytes_read(stream: BinaryIO) -> int:
+    """How far into the file on disk ``stream`` has read: for gzip, the compressed bytes.
+
+    Measured on the file itself, so that it ends at the file's size whatever the
+    compression (the progress of an ingestion is this over the file's size).
+    """
+    inner = getattr(stream, "raw", None)
+    if isinstance(inner, gzip.GzipFile):
+        return inner.fileobj.tell()
+    return stream.tell()
+
+
 def detect_layout(stream: BinaryIO) -> str:
     """'array', 'ndjson' or 'empty', from the first non-blank byte (nothing consumed)."""
     size = 4096

@@ -22,6 +22,7 @@ import hashlib
 import logging
 import os
 import queue
+import stat
 import threading
 import time
 from collections.abc import Callable
@@ -36,7 +37,7 @@ from django.conf import settings
 from psycopg import sql
 
 from .canonical import InvalidUrl, canonicalize
-from .readers import Chunk, FileBreak, detect_layout, open_stream, read_chunks
+from .readers import Chunk, FileBreak, bytes_read, detect_layout, open_stream, read_chunks
 from .records import (
     Reject,
     validate_ga,
@@ -80,7 +81,16 @@ _ADVISORY_NAMESPACE = 0x4D46  # 'MF': advisory lock class for ingest batches
 
 
 class IngestError(Exception):
-    """The ingestion of a file could not be done (bad arguments, unknown source...)."""
+    """The ingestion of a file could not be done (bad arguments, unreadable file...).
+
+    ``reason`` is worded for a user; ``path``, when the error is about one file,
+    is the path as given.
+    """
+
+    def __init__(self, reason: str, *, path: str | None = None) -> None:
+        super().__init__(f"{path}: {reason}" if path else reason)
+        self.reason = reason
+        self.path = path
 
 
 @dataclass
@@ -88,7 +98,9 @@ class FileResult:
     path: str
     source: str | None = None
     batch_id: int | None = None
-    status: str = "failed"  # loaded | broken | skipped | busy | failed
+    # loaded | broken | skipped | busy | failed (not ingested, or too many rejects:
+    # then the batch exists, its accepted records loaded)
+    status: str = "failed"
     accepted: int = 0
     rejected: int = 0
     seconds: float = 0.0
@@ -104,15 +116,17 @@ class FileResult:
         return self.accepted / self.seconds if self.seconds else 0.0
 
     def summary(self) -> str:
-        name = os.path.basename(self.path)
-        if self.status in ("skipped", "busy"):
-            return f"{name}: {self.message}"
+        """One line: the path as given, then what happened to it."""
+        if self.status in ("skipped", "busy") or self.batch_id is None:
+            return f"{self.path}: {self.message or self.status}"
         line = (
-            f"{name}: {self.source} batch {self.batch_id}, {self.accepted:,} accepted, "
-            f"{self.rejected:,} rejected, {self.seconds:.1f} s, {self.rate:,.0f} records/s"
+            f"{self.path}: {self.source} batch {self.batch_id} {self.status}, "
+            f"{self.accepted:,} accepted, {self.rejected:,} rejected, {self.seconds:.1f} s"
         )
+        if self.accepted and self.seconds:
+            line += f" ({self.rate:,.0f} records/s)"
         if self.resumed_from:
-            line += f" (resumed after record {self.resumed_from:,})"
+            line += f", resumed after record {self.resumed_from:,}"
         if self.message:
             line += f"; {self.message}"
         return line
@@ -123,10 +137,12 @@ class _Work:
     rows: list
     rejects: list  # (position, reason, raw text)
     last_position: int
+    bytes_read: int = 0  # of the file on disk, when the chunk had been read
 
 
 @dataclass
 class _End:
+    bytes_read: int = 0
     broken: FileBreak | None = None
     unreadable: int = 0  # NDJSON lines that were not JSON
     first_unreadable: int = 0
@@ -139,17 +155,24 @@ class _Failure:
 
 @dataclass
 class Progress:
-    """Counters a caller can poll from another thread (or process, via callback)."""
+    """Counters a caller can poll from another thread (or process, via callback).
+
+    ``bytes_read`` is how far into the file on disk the records written so far
+    were read: for gzip, compressed bytes, so that it ends at the file's size.
+    The callback gets the records and rejects added and the new ``bytes_read``.
+    """
 
     records: int = 0
     rejected: int = 0
-    callback: Callable[[int, int], None] | None = field(default=None, repr=False)
+    bytes_read: int = 0
+    callback: Callable[[int, int, int], None] | None = field(default=None, repr=False)
 
-    def add(self, records: int, rejected: int) -> None:
+    def add(self, records: int, rejected: int, bytes_read: int) -> None:
         self.records += records
         self.rejected += rejected
+        self.bytes_read = max(self.bytes_read, bytes_read)
         if self.callback:
-            self.callback(records, rejected)
+            self.callback(records, rejected, self.bytes_read)
 
 
 def conninfo() -> str:
@@ -164,6 +187,53 @@ def conninfo() -> str:
         "application_name": "metriflow-ingest",
     }
     return psycopg.conninfo.make_conninfo(**{k: v for k, v in parts.items() if v})
+
+
+_FILE_KINDS = (
+    (stat.S_ISFIFO, "a named pipe"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+)
+
+
+def unreadable_reason(path: str) -> str | None:
+    """Why ``path`` cannot be ingested, worded for a user ("no such file"...); None if it can.
+
+    The file is read twice (checksum, then records), so it must be a regular
+    file; it is opened and its first byte read, which is the only test that
+    holds whoever runs the command (root reads a file whatever its mode bits).
+    """
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        return "no such file"
+    except NotADirectoryError:
+        return "no such file (a part of the path is not a directory)"
+    except PermissionError:
+        return "permission denied"
+    except OSError as exc:
+        return (exc.strerror or str(exc)).lower()
+    if stat.S_ISDIR(info.st_mode):
+        return "is a directory"
+    if not stat.S_ISREG(info.st_mode):
+        kind = next((name for test, name in _FILE_KINDS if test(info.st_mode)), "not a file")
+        return f"not a regular file ({kind})"
+    try:
+        with open(path, "rb") as handle:
+            handle.read(1)
+    except PermissionError:
+        return "permission denied"
+    except OSError as exc:
+        return (exc.strerror or str(exc)).lower()
+    return None
+
+
+def check_max_reject_rate(value: float) -> float:
+    """The fraction, checked: a number from 0 to 1."""
+    if not isinstance(value, int | float) or not 0 <= value <= 1:
+        raise IngestError(f"max_reject_rate must be a fraction from 0 to 1, got {value!r}")
+    return float(value)
 
 
 def file_checksum(path: str) -> str:
@@ -372,12 +442,12 @@ def _claim_batch(
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (checksum,))
         rows = conn.execute(
-            "SELECT id, status, committed_position FROM ingest_batch "
+            "SELECT id, status, committed_position, error FROM ingest_batch "
             "WHERE source = %s AND checksum = %s AND status IN ('loading', 'loaded', 'broken') "
             "ORDER BY id DESC",
             (source, checksum),
         ).fetchall()
-        for batch_id, status, committed in rows:
+        for batch_id, status, committed, error in rows:
             if status == "loading":
                 locked = conn.execute(
                     "SELECT pg_try_advisory_lock(%s, %s)", (_ADVISORY_NAMESPACE, batch_id)
@@ -386,7 +456,8 @@ def _claim_batch(
                     return "busy", batch_id, 0, "being ingested by another process"
                 return "resume", batch_id, committed, ""
             if not force:
-                return "skip", batch_id, 0, f"same content as batch {batch_id} ({status})"
+                note = f"same content as batch {batch_id} ({status})"
+                return "skip", batch_id, 0, note + (f", which said: {error}" if error else "")
         batch_id = conn.execute(
             "INSERT INTO ingest_batch (source, file_name, file_layout, checksum, file_bytes, "
             "forced) VALUES (%s, %s, %s, %s, %s, %s) RETURNING id",
@@ -427,14 +498,21 @@ def ingest_file(
     file_format: str = "auto",
     force: bool = False,
     batch_size: int | None = None,
+    max_reject_rate: float = 1.0,
     progress: Progress | None = None,
     on_committed: Callable[[int], None] | None = None,
     dsn: str | None = None,
 ) -> FileResult:
-    """Ingests one file into its raw partition. Never raises for bad input: see the result.
+    """Ingests one file into its raw partition.
 
-    ``dsn`` is the database to write to (default: the settings' default database).
+    Bad records and a file that stops being valid JSON are reported in the
+    result; a file that cannot be read at all (or bad arguments) raises
+    IngestError. A loaded file with more than ``max_reject_rate`` of its
+    records rejected, or none accepted, has status ``failed``: its accepted
+    records stay loaded. ``dsn`` is the database to write to (default: the
+    settings' default database).
     """
+    max_reject_rate = check_max_reject_rate(max_reject_rate)
     with _without_cyclic_gc():
         return _ingest_file(
             path,
@@ -442,6 +520,7 @@ def ingest_file(
             file_format=file_format,
             force=force,
             batch_size=batch_size,
+            max_reject_rate=max_reject_rate,
             progress=progress,
             on_committed=on_committed,
             dsn=dsn or conninfo(),
@@ -455,6 +534,7 @@ def _ingest_file(
     file_format: str,
     force: bool,
     batch_size: int | None,
+    max_reject_rate: float,
     progress: Progress | None,
     on_committed: Callable[[int], None] | None,
     dsn: str,
@@ -467,12 +547,15 @@ def _ingest_file(
         raise IngestError(f"unknown source {source!r}: expected ga or psi")
     if file_format not in ("auto", "seed"):
         raise IngestError(f"unknown format {file_format!r}: expected auto or seed")
-    if not os.path.isfile(path):
-        raise IngestError(f"{path}: no such file")
-
-    checksum = file_checksum(path)
-    size = os.path.getsize(path)
-    stream = open_stream(path)
+    reason = unreadable_reason(path)
+    if reason:
+        raise IngestError(reason, path=path)
+    try:
+        checksum = file_checksum(path)
+        size = os.path.getsize(path)
+        stream = open_stream(path)
+    except OSError as exc:  # removed or changed since it was checked
+        raise IngestError((exc.strerror or str(exc)).lower(), path=path) from None
     try:
         layout = detect_layout(stream)
         # The first block is read as plain dicts, to tell the source and the
@@ -486,11 +569,14 @@ def _ingest_file(
             first_chunk, pending_break = None, exc
         first_record = first_chunk.records[0] if first_chunk else None
         seed = file_format == "seed" or (file_format == "auto" and looks_like_seed(first_record))
-        source = source or detect_source(path, first_record)
+        detected = detect_source(path, first_record)
+        given_source = source
+        source = source or detected
         if source is None:
             raise IngestError(
-                f"{path}: cannot tell the source from the file name or the first record; "
-                "pass --source ga or --source psi"
+                "cannot tell the source from the file name or the first record; "
+                "pass --source ga or --source psi",
+                path=path,
             )
         result.source = source
         decoder[0] = decoder_for(source, seed)
@@ -540,6 +626,7 @@ def _ingest_file(
                 batch_size=batch_size,
                 progress=progress,
                 result=result,
+                offset=lambda: bytes_read(stream),
             )
             status, error = "loaded", None
             if end.broken:
@@ -550,6 +637,9 @@ def _ingest_file(
                     f"{end.unreadable} line(s) not valid JSON, the first at record "
                     f"{end.first_unreadable}; they are rejected, the other lines loaded"
                 )
+            else:
+                looks_like = detected if given_source and detected != source else None
+                error = _too_many_rejects(conn, result, max_reject_rate, looks_like)
             with conn.transaction():
                 conn.execute(
                     "UPDATE ingest_batch SET status = %s, error = %s, finished_at = now() "
@@ -563,18 +653,57 @@ def _ingest_file(
                     (batch_id,),
                 )
             conn.execute("SELECT pg_advisory_unlock(%s, %s)", (_ADVISORY_NAMESPACE, batch_id))
-            result.status = "loaded" if error is None else "broken"
+            if error is None:
+                result.status = "loaded"
+            elif end.broken or end.unreadable:
+                result.status = "broken"
+            else:
+                result.status = "failed"  # too many rejects; the accepted records stay loaded
             result.message = error or ""
     finally:
         stream.close()
     result.seconds = time.perf_counter() - started
-    if result.status in ("loaded", "broken"):
+    if result.status in ("loaded", "broken", "failed"):
         from pipeline import dataversion
 
         dataversion.bump()  # reports over this batch's hours are now pending
     if on_committed:
         on_committed(result.batch_id)
     return result
+
+
+def _too_many_rejects(
+    conn: psycopg.Connection, result: FileResult, max_reject_rate: float, looks_like: str | None
+) -> str | None:
+    """Why a loaded file fails for its rejects (none accepted, or above the rate), or None.
+
+    ``looks_like`` is the source the file's name or first record suggests when
+    it differs from the one given.
+    """
+    total = result.accepted + result.rejected
+    if not result.rejected:
+        return None
+    if result.accepted and result.rejected / total <= max_reject_rate:
+        return None
+    reason, count, first = conn.execute(
+        "SELECT reason, count(*), min(position) FROM ingest_reject WHERE batch_id = %s "
+        "GROUP BY reason ORDER BY count(*) DESC, min(position) LIMIT 1",
+        (result.batch_id,),
+    ).fetchone()
+    conn.commit()
+    if result.accepted:
+        verdict = (
+            f"{result.rejected / total:.1%} of the records rejected, more than "
+            f"--max-reject-rate {max_reject_rate:g}"
+        )
+    else:
+        verdict = f"nothing accepted, all {total:,} records rejected"
+    message = f'{verdict}; most often "{reason}" ({count:,} times, first at record {first:,})'
+    if looks_like:
+        message += f"; the file looks like {looks_like} but was read as {result.source} (--source)"
+    if result.accepted:
+        message += f"; the {result.accepted:,} accepted records stay loaded"
+    return message
 
 
 def _run_pipeline(
@@ -589,6 +718,7 @@ def _run_pipeline(
     batch_size: int,
     progress: Progress,
     result: FileResult,
+    offset: Callable[[], int],
 ) -> _End:
     """Reader thread -> bounded queue -> COPY writer (this thread)."""
     handoff: queue.Queue = queue.Queue(maxsize=_QUEUE_CHUNKS)
@@ -617,15 +747,16 @@ def _run_pipeline(
                             end.unreadable += 1
                             end.first_unreadable = end.first_unreadable or position
                     last = chunk.first_position + len(chunk.records) - 1
-                    if last > resume_at and not put(_Work(rows, rejects, last)):
+                    if last > resume_at and not put(_Work(rows, rejects, last, offset())):
                         return
             except FileBreak as exc:
                 end.broken = exc
                 if exc.position > resume_at:
                     raw = exc.raw.decode("utf-8", errors="replace")
                     reject = (exc.position, f"invalid JSON: {exc.reason}", raw)
-                    if not put(_Work([], [reject], exc.position)):
+                    if not put(_Work([], [reject], exc.position, offset())):
                         return
+            end.bytes_read = offset()
             put(end)
         except BaseException as exc:
             put(_Failure(exc))
@@ -657,7 +788,7 @@ def _run_pipeline(
                     rows_in_tx += len(rows)
                     rejects_in_tx.extend(item.rejects)
                     position = item.last_position
-                    progress.add(len(rows), len(item.rejects))
+                    progress.add(len(rows), len(item.rejects), item.bytes_read)
             if position:
                 batch.commit(rows_in_tx, rejects_in_tx, position, first, last)
                 result.accepted += rows_in_tx
@@ -667,6 +798,7 @@ def _run_pipeline(
             if isinstance(item, _Failure):
                 raise item.error
             if isinstance(item, _End):
+                progress.add(0, 0, item.bytes_read)
                 return item
     finally:
         stop.set()
