@@ -15,6 +15,8 @@ COPY requirements.txt .
 RUN pip install -r requirements.txt
 
 COPY . .
+# Hashed, compressed static files, served by whitenoise (no database needed).
+RUN DJANGO_SETTINGS_MODULE=metriflow.settings.local python manage.py collectstatic --noinput -v0
 RUN useradd --create-home --uid 1000 metriflow \
     && mkdir -p /app/data /app/var && chown -R metriflow /app/data /app/var
 USER metriflow

@@ -8,10 +8,10 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv services migrate demo test lint format bench-loadgen bench-ingest bench-pipeline bench-api tune-postgres clean api worker workers beat flower
+.PHONY: help venv services migrate static setup browser demo stop test lint format bench-loadgen bench-ingest bench-pipeline bench-api tune-postgres clean api worker workers beat flower
 
 help:
-	@echo "make demo | test | lint | format | bench-loadgen | bench-ingest | bench-pipeline | bench-api | services | migrate | clean"
+	@echo "make demo | stop | test | lint | format | bench-loadgen | bench-ingest | bench-pipeline | bench-api | services | migrate | static | browser | clean"
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,10 +27,25 @@ services:
 migrate: venv services
 	$(PY) manage.py migrate --noinput -v0
 
-demo: migrate
+# Hashed, compressed static files (admin, Swagger UI, ReDoc) for whitenoise.
+static: venv
+	$(PY) manage.py collectstatic --noinput -v0
+
+setup: migrate static
+
+# Debian's chromium for the browser tests, installed when missing.
+browser:
+	bash scripts/browser.sh
+
+# Workers for every queue, beat and Flower in the background (pids in var/),
+# then ingest, wait for the chain, report. `make stop` stops them.
+demo: setup
 	bash scripts/demo.sh
 
-test: lint migrate
+stop:
+	bash scripts/processes.sh stop
+
+test: lint setup browser
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: venv
@@ -67,7 +82,7 @@ clean:
 
 # --- The platform's processes, for the local path (docker-compose runs the same commands).
 QUEUE ?= staged
-api: migrate
+api: setup
 	$(VENV)/bin/gunicorn metriflow.wsgi:application --config metriflow/gunicorn.conf.py
 
 # Two processes per queue: windows of a stage touch disjoint rows and run side
@@ -84,5 +99,6 @@ beat: migrate
 	mkdir -p var
 	$(VENV)/bin/celery -A metriflow beat --loglevel INFO --schedule var/celerybeat-schedule
 
+# Flower with the broker's queue depths, behind basic auth (metriflow/flowerconfig.py).
 flower: venv
-	$(VENV)/bin/celery -A metriflow flower --port=5555
+	$(VENV)/bin/celery -A metriflow flower --conf=metriflow/flowerconfig.py

@@ -1,66 +1,79 @@
 #!/usr/bin/env bash
-# The main job, run by `make demo` after set-up (venv, services, migrations):
-# generate a small data set, ingest it, run the pipeline, print a report.
-# Steps that are not built yet say so; nothing prints a made-up result.
+# The main job, run by `make demo` after set-up (venv, services, migrations,
+# static files): the platform as it runs in production, on this machine.
+#   1. generate a small GA + PSI data set
+#   2. start one Celery worker per stage queue, beat, Flower and the API in the
+#      background (pids in var/run, logs in var/log; `make stop` stops them)
+#   3. ingest it: each committed batch starts the Celery chain on RabbitMQ
+#      (raw -> staged -> page -> interval -> daily -> monthly -> yearly),
+#      and wait, showing progress, until the pipeline has nothing pending
+#   4. ingest the late files the same way and wait again
+#   5. print a report fetched over HTTP, and where each surface is
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PY=.venv/bin/python
-# The demo drains the stages in-process (step 3), so ingestion does not hand
-# batches to Celery workers here; `make worker` processes run the same chain.
-export METRIFLOW_PIPELINE_TRIGGER=false
+export METRIFLOW_PIPELINE_TRIGGER=true   # ingestion hands each batch to the chain
 DATA=${METRIFLOW_DATA_DIR:-data}/demo
 RECORDS=${DEMO_RECORDS:-48000}
+PORT=${DEMO_PORT:-8080}
+BASE="http://127.0.0.1:$PORT"
+TIMEOUT=${DEMO_TIMEOUT:-900}
 
 step() { printf '\n== %s\n' "$*"; }
-has_command() { $PY manage.py help "$1" >/dev/null 2>&1; }
 
-step "1/4 generate $RECORDS GA + $RECORDS PSI records into $DATA"
+step "1/5 generate $RECORDS GA + $RECORDS PSI records into $DATA"
 $PY manage.py generate --out "$DATA" --records "$RECORDS" --pages 100 --sites 4 --seed 7 \
   --duplicates 0.01 --corrections 0.01 --late 0.01 --malformed 0.001
 
-step "2/4 ingest"
-if has_command ingest; then
-  $PY manage.py ingest "$DATA"/ga.json "$DATA"/psi.json
-  $PY manage.py ingest "$DATA"/ga_late.json "$DATA"/psi_late.json
-else
-  echo "ingest: not built yet (issue #3); nothing was loaded"
-fi
-
-step "3/4 pipeline"
-if $PY manage.py pipeline run --help >/dev/null 2>&1; then
-  $PY manage.py pipeline run
-else
-  echo "pipeline run: not built yet (issue #4); no stage ran"
-fi
-$PY manage.py pipeline status
-
-step "4/4 report over HTTP"
-PORT=${DEMO_PORT:-8080}
-BASE="http://127.0.0.1:$PORT"
-PIDFILE=var/demo-api.pid
-mkdir -p var
-if [ -f "$PIDFILE" ] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null; then
-  kill "$(cat "$PIDFILE")" && sleep 1   # the API a previous demo left running
-fi
-GUNICORN_BIND="127.0.0.1:$PORT" GUNICORN_WORKERS=2 GUNICORN_ACCESS_LOG=var/demo-api.log \
-  .venv/bin/gunicorn metriflow.wsgi:application --config metriflow/gunicorn.conf.py \
-  --daemon --pid "$PIDFILE" --error-logfile var/demo-api.log
+step "2/5 start the workers (one per queue), beat, Flower and the API"
+bash scripts/processes.sh start
 for _ in $(seq 1 60); do
   curl -fsS "$BASE/api/health" >/dev/null 2>&1 && break
   sleep 0.5
 done
+
+step "3/5 ingest; the chain runs on the workers"
+# A malformed record is rejected with its position and reason (the admin lists
+# them); the rest of the file loads. Nothing above the default reject rate fails.
+$PY manage.py ingest "$DATA"/ga.json "$DATA"/psi.json
+$PY manage.py pipeline wait --timeout "$TIMEOUT"
+
+step "4/5 ingest the late files; only the windows they touch are recomputed"
+$PY manage.py ingest "$DATA"/ga_late.json "$DATA"/psi_late.json
+$PY manage.py pipeline wait --timeout "$TIMEOUT"
+$PY manage.py pipeline status
+
+step "5/5 report over HTTP"
 read -r FIRST LAST < <($PY -c "import json,sys; m=json.load(open('$DATA/manifest.json')); \
 print(m['hours']['first'], m['hours']['last'])")
 TO=$($PY -c "from datetime import datetime, timedelta; \
 print((datetime.fromisoformat('$LAST'.replace('Z', '+00:00')) + timedelta(hours=1)).strftime('%Y-%m-%dT%H:%M:%SZ'))")
 $PY scripts/demo_report.py "$BASE" "$FIRST" "$TO" demo "${DEMO_PASSWORD:-metriflow-Demo-2024}"
+# A staff account for the admin (users, pipeline runs), made once; its random
+# password is kept in var/ (outside git). The API listens on 127.0.0.1 only.
+if [ ! -s var/demo-admin-password ]; then
+  $PY -c "import secrets; print(secrets.token_urlsafe(12))" > var/demo-admin-password
+  chmod 600 var/demo-admin-password
+  DJANGO_SUPERUSER_PASSWORD=$(cat var/demo-admin-password) $PY manage.py shell --no-imports -c "
+from django.contrib.auth import get_user_model
+import os
+User = get_user_model()
+user = User.objects.filter(username='demo-admin').first() or User(username='demo-admin')
+user.is_staff = user.is_superuser = True
+user.set_password(os.environ['DJANGO_SUPERUSER_PASSWORD'])
+user.save()"
+fi
+ADMIN_PASSWORD=$(cat var/demo-admin-password)
 
 cat <<TXT
 
-The API keeps running (pid $(cat "$PIDFILE"); stop it with: kill \$(cat $PIDFILE)):
-  Swagger UI   $BASE/api/docs/   (also $BASE/swagger/; log in with POST /api/auth/token)
-  OpenAPI      $BASE/api/schema/
-  Admin        $BASE/admin/      (create a staff user: .venv/bin/python manage.py createsuperuser)
-  Flower       http://127.0.0.1:5555/   (start it with: make flower; workers: make worker QUEUE=...)
+Running in the background (bash scripts/processes.sh status; stop all with: make stop):
+  API          $BASE/api/             (demo user: demo / ${DEMO_PASSWORD:-metriflow-Demo-2024})
+  Swagger UI   $BASE/api/docs/        (Authorize with the access token of POST /api/auth/token)
+  ReDoc        $BASE/api/redoc/
+  Browsable    $BASE/api/reports/summary?from=$FIRST&to=$TO   (log in at $BASE/api/auth/browser/login/)
+  Admin        $BASE/admin/           (staff user: demo-admin / $ADMIN_PASSWORD)
+  Flower       http://127.0.0.1:${FLOWER_PORT:-5555}/   (basic auth: $(cat var/flower-credentials 2>/dev/null || echo "\$FLOWER_BASIC_AUTH"))
+  Workers      one per queue: $($PY -c "from metriflow.celery import STAGES; print(' '.join(STAGES))") (logs in var/log/)
 TXT

@@ -13,6 +13,7 @@ REDIS_HOST=${REDIS_HOST:-127.0.0.1}
 REDIS_PORT=${REDIS_PORT:-6379}
 AMQP_HOST=${AMQP_HOST:-127.0.0.1}
 AMQP_PORT=${AMQP_PORT:-5672}
+AMQP_MANAGEMENT_PORT=${AMQP_MANAGEMENT_PORT:-15672}
 
 log() { printf '[services] %s\n' "$*"; }
 
@@ -84,6 +85,21 @@ ensure_rabbitmq() {
   log "RabbitMQ started"
 }
 
+# The management plugin gives Flower (and people) the queues' depths.
+ensure_rabbitmq_management() {
+  if port_open "$AMQP_HOST" "$AMQP_MANAGEMENT_PORT"; then
+    log "RabbitMQ management API answers on $AMQP_HOST:$AMQP_MANAGEMENT_PORT"; return
+  fi
+  if ! command -v rabbitmq-plugins >/dev/null; then
+    log "RabbitMQ management API is off and rabbitmq-plugins is not here: Flower shows no queues" >&2
+    return
+  fi
+  log "enabling RabbitMQ's management plugin"
+  rabbitmq-plugins enable --quiet rabbitmq_management >/dev/null
+  wait_for "RabbitMQ management" 60 port_open "$AMQP_HOST" "$AMQP_MANAGEMENT_PORT"
+  log "RabbitMQ management API answers on $AMQP_HOST:$AMQP_MANAGEMENT_PORT"
+}
+
 ensure_database() {
   local exists
   exists=$(psql -h "$PGHOST" -p "$PGPORT" -U "$PGUSER" -d postgres -Atc \
@@ -99,4 +115,5 @@ ensure_database() {
 ensure_postgres
 ensure_redis
 ensure_rabbitmq
+ensure_rabbitmq_management
 ensure_database

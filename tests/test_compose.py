@@ -50,7 +50,6 @@ def test_services_have_health_checks_and_start_in_order(compose):
         assert "healthcheck" in services[name], name
     assert services["api"]["ports"] == ["8080:8080"]
     assert services["flower"]["ports"] == ["5555:5555"]
-    assert "15672:15672" in services["rabbitmq"]["ports"]  # management UI
     for name, service in services.items():
         for dependency, rule in service.get("depends_on", {}).items():
             assert dependency in services, (name, dependency)
@@ -60,12 +59,39 @@ def test_services_have_health_checks_and_start_in_order(compose):
     )
 
 
+def test_only_the_api_and_flower_are_published(compose):
+    published = {name for name, service in compose["services"].items() if service.get("ports")}
+    assert published == {"api", "flower"}
+
+
+def test_backing_services_take_credentials_from_the_environment(compose):
+    services = compose["services"]
+    env = services["api"]["environment"]
+    assert "${REDIS_PASSWORD:?" in env["REDIS_URL"]
+    assert "${RABBITMQ_PASSWORD:?" in env["CELERY_BROKER_URL"]
+    assert "${POSTGRES_PASSWORD:?" in env["DATABASE_URL"]
+    assert "--requirepass" in " ".join(services["redis"]["command"])
+    assert services["rabbitmq"]["environment"]["RABBITMQ_DEFAULT_PASS"].startswith(
+        "${RABBITMQ_PASSWORD:?"
+    )
+    assert services["rabbitmq"]["image"].endswith("-management")  # Flower's broker API
+    flower = services["flower"]["environment"]
+    assert flower["FLOWER_BASIC_AUTH"].startswith("${FLOWER_BASIC_AUTH:?")
+
+
 @pytest.mark.skipif(
     not (shutil.which("docker-compose") or shutil.which("docker")),
     reason="no compose client on this machine",
 )
 def test_compose_client_accepts_the_file():
-    env = {**os.environ, "DJANGO_SECRET_KEY": "x" * 60}
+    env = {
+        **os.environ,
+        "DJANGO_SECRET_KEY": "x" * 60,
+        "POSTGRES_PASSWORD": "p",
+        "RABBITMQ_PASSWORD": "r",
+        "REDIS_PASSWORD": "s",
+        "FLOWER_BASIC_AUTH": "admin:f",
+    }
     if shutil.which("docker-compose"):
         command = ["docker-compose", "config", "-q"]
     else:

@@ -35,6 +35,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework_simplejwt.token_blacklist",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "metriflow",
     "pipeline",
     "reporting",
@@ -42,6 +43,10 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Static files (admin, Swagger UI, ReDoc, the dashboard) are served by the app
+    # itself in every mode, from hashed, compressed copies made by collectstatic.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "metriflow.middleware.ContentSecurityPolicyMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -56,7 +61,8 @@ WSGI_APPLICATION = "metriflow.wsgi.application"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [],
+        # Metriflow's overrides of third-party templates (ReDoc without web fonts).
+        "DIRS": [BASE_DIR / "metriflow" / "templates"],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
@@ -99,6 +105,23 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = env.path("DJANGO_STATIC_ROOT", default=str(BASE_DIR / "var" / "static"))
+# collectstatic writes hashed, gzip-compressed copies; whitenoise
+# serves them with far-future cache headers. Every asset a page loads comes
+# from here: nothing is fetched from another host.
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+}
+
+# Every page loads only from Metriflow itself. Swagger UI and ReDoc start with
+# inline scripts and styles; ReDoc runs a web worker from a blob: URL.
+METRIFLOW_CSP = env.str(
+    "METRIFLOW_CSP",
+    default="default-src 'self'; script-src 'self' 'unsafe-inline'; "
+    "style-src 'self' 'unsafe-inline'; img-src 'self' data:; font-src 'self' data:; "
+    "worker-src 'self' blob:; connect-src 'self'; frame-ancestors 'none'; "
+    "base-uri 'self'; form-action 'self'",
+)
 
 # --- Redis: cache, report ranges, rate-limit counters ------------------------
 REDIS_URL = env.str("REDIS_URL", default="redis://127.0.0.1:6379/0")
@@ -140,16 +163,22 @@ CELERY_BEAT_SCHEDULE = {
 
 # --- REST API ------------------------------------------------------------------
 REST_FRAMEWORK = {
+    # A Bearer JWT, or the session of a user logged in through the admin or the
+    # browsable API's login (/api/auth/browser/login/); the session needs a CSRF token
+    # on unsafe methods. JWT first: an anonymous request gets 401 with WWW-Authenticate.
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "reporting.authentication.CachedUserJWTAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_RENDERER_CLASSES": [
         "reporting.renderers.OrjsonRenderer",
-        "rest_framework.renderers.BrowsableAPIRenderer",
+        "reporting.renderers.ReportBrowsableAPIRenderer",
     ],
 }
+# Where the browsable API's login goes when it was not given a page to return to.
+LOGIN_REDIRECT_URL = "/api/docs/"
 
 SIMPLE_JWT = {
     "ACCESS_TOKEN_LIFETIME": timedelta(minutes=env.int("JWT_ACCESS_MINUTES", default=5)),
@@ -167,8 +196,17 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Traffic (GA) and performance (PSI) reports over any date range.",
     "VERSION": "0.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "TAGS": [
+        {"name": "reports", "description": "Traffic and performance over any range."},
+        {"name": "auth", "description": "Accounts and JWT access / refresh tokens."},
+        {"name": "health", "description": "Whether the API and its services answer."},
+    ],
     # Swagger UI keeps the Bearer token entered with "Authorize" across reloads.
     "SWAGGER_UI_SETTINGS": {"persistAuthorization": True},
+    # Swagger UI and ReDoc from the project's own static files (no CDN).
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 # --- Metriflow ---------------------------------------------------------------------

@@ -1,12 +1,12 @@
-"""``manage.py pipeline run|status|rebuild|dead-letters``: drive and inspect the
-aggregation stages."""
+"""``manage.py pipeline run|status|wait|rebuild|dead-letters``: drive and inspect
+the aggregation stages."""
 
 import json
 from datetime import UTC, datetime
 
 from django.core.management.base import BaseCommand, CommandError
 
-from pipeline import stages
+from pipeline import progress, stages
 from pipeline.selectors import dead_letters, stage_states
 from pipeline.services import requeue_dead_letters
 
@@ -35,6 +35,12 @@ class Command(BaseCommand):
         run = sub.add_parser("run", help="Drain every pending batch and dirty window, in-process.")
         run.add_argument("--stage", action="append", choices=stages.STAGES, dest="only")
         sub.add_parser("status", help="Rows, ledger windows and dirty keys per stage.")
+        wait = sub.add_parser(
+            "wait",
+            help="Wait, showing progress, until the workers have nothing pending "
+            "(exit 1 on timeout or when a window failed).",
+        )
+        wait.add_argument("--timeout", type=float, default=600, help="seconds (default 600)")
         rebuild = sub.add_parser("rebuild", help="Mark a range dirty and recompute it.")
         rebuild.add_argument("--from", dest="start", required=True, metavar="DATE")
         rebuild.add_argument("--to", dest="end", required=True, metavar="DATE")
@@ -52,6 +58,8 @@ class Command(BaseCommand):
     def handle(self, *args, action: str, **options):
         if action == "status":
             self._status()
+        elif action == "wait":
+            self._wait(options["timeout"])
         elif action == "run":
             self._run(tuple(options["only"] or stages.STAGES))
         elif action == "rebuild":
@@ -68,6 +76,28 @@ class Command(BaseCommand):
                 self._requeue()
             else:
                 self._dead_letters(options["limit"])
+
+    def _wait(self, timeout: float) -> None:
+        if timeout <= 0:
+            raise CommandError("--timeout must be a positive number of seconds")
+
+        def report(elapsed: float, backlog: progress.Backlog) -> None:
+            self.stdout.write(f"  {elapsed:6.1f} s  {backlog.describe()}")
+
+        backlog = progress.wait_until_settled(timeout, report)
+        for stage, window, error in backlog.failed:
+            self.stderr.write(f"failed: {stage} {window}: {error}")
+        if backlog.failed:
+            raise CommandError(
+                f"{len(backlog.failed)} window(s) failed; the admin's pipeline windows and "
+                "`pipeline dead-letters` show them"
+            )
+        if not backlog.settled:
+            raise CommandError(
+                f"still pending after {timeout:g} s: {backlog.describe()} "
+                "(are the workers running? `pipeline status` shows each stage)"
+            )
+        self.stdout.write("nothing pending: every stage is up to date")
 
     def _dead_letters(self, limit: int) -> None:
         count, letters = dead_letters(limit=max(limit, 0))

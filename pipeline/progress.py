@@ -1,0 +1,96 @@
+"""How much work the pipeline still has, and waiting until it has none.
+
+``manage.py pipeline wait`` (and through it ``make demo``) polls this while the
+Celery workers run the chain: it returns when no batch is loading or waiting to
+be staged, no window is pending or running, and no stage holds a dirty key.
+A window that failed is reported, not waited for: once nothing is loading or
+running for ``STALL_SECONDS`` and a window has failed, waiting stops (its task
+is retried by Celery or re-enqueued by the periodic sweep; ``pipeline status``
+and the admin show it).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from django.db import connection
+
+STALL_SECONDS = 10.0
+
+
+@dataclass(frozen=True)
+class Backlog:
+    loading: int = 0  # ingest batches still being written
+    open: dict[str, int] = field(default_factory=dict)  # stage -> pending or running windows
+    dirty: dict[str, int] = field(default_factory=dict)  # stage -> dirty keys
+    failed: tuple[tuple[str, str, str], ...] = ()  # (stage, window, error)
+
+    @property
+    def settled(self) -> bool:
+        return not (self.loading or any(self.open.values()) or any(self.dirty.values()))
+
+    @property
+    def idle(self) -> bool:
+        """Nothing is being loaded or run right now (work may still wait in a queue)."""
+        return not (self.loading or any(self.open.values()))
+
+    def describe(self) -> str:
+        parts = []
+        if self.loading:
+            parts.append(f"{self.loading} batch(es) loading")
+        if any(self.open.values()):
+            parts.append("open " + ", ".join(f"{s} {n}" for s, n in self.open.items() if n))
+        if any(self.dirty.values()):
+            parts.append(
+                "dirty keys " + ", ".join(f"{s} {n:,}" for s, n in self.dirty.items() if n)
+            )
+        if self.failed:
+            parts.append(f"{len(self.failed)} failed")
+        return "; ".join(parts) or "nothing pending"
+
+
+def backlog() -> Backlog:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM ingest_batch WHERE status = 'loading'")
+        loading = cursor.fetchone()[0]
+        cursor.execute(
+            "SELECT stage, count(*) FROM pipeline_ledger "
+            "WHERE status IN ('pending', 'running') GROUP BY 1"
+        )
+        open_windows = dict(cursor.fetchall())
+        cursor.execute("SELECT stage, count(*) FROM pipeline_dirty GROUP BY 1")
+        dirty = dict(cursor.fetchall())
+        cursor.execute(
+            "SELECT stage, coalesce('batch ' || batch_id, to_char(window_start AT TIME ZONE "
+            "'UTC', 'YYYY-MM-DD')), coalesce(error, '') FROM pipeline_ledger "
+            "WHERE status = 'failed' ORDER BY updated_at DESC LIMIT 20"
+        )
+        failed = tuple(cursor.fetchall())
+    return Backlog(loading, open_windows, dirty, failed)
+
+
+def wait_until_settled(
+    timeout: float,
+    report: Callable[[float, Backlog], None],
+    interval: float = 1.0,
+) -> Backlog:
+    """Polls until nothing is pending or ``timeout`` seconds passed; ``report(elapsed,
+    backlog)`` is called whenever the backlog changes. Returns the last backlog."""
+    started = time.monotonic()
+    last = None
+    idle_since = None
+    while True:
+        current = backlog()
+        connection.close()  # a fresh snapshot each time; no long-lived idle transaction
+        now = time.monotonic()
+        elapsed = now - started
+        if current != last:
+            report(elapsed, current)
+            last = current
+        idle_since = (idle_since or now) if current.idle and current.failed else None
+        stalled = idle_since is not None and now - idle_since >= STALL_SECONDS
+        if current.settled or stalled or elapsed >= timeout:
+            return current
+        time.sleep(interval)
