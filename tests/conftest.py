@@ -14,6 +14,36 @@ from django.conf import settings
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.fixture(scope="session", autouse=True)
+def broker_vhost() -> Iterator[str]:
+    """The whole run talks to a RabbitMQ vhost of its own, made now and deleted at
+    the end: the queues it declares and the messages it publishes are its own,
+    never those of a developer's workers (``make demo``) or of another run on
+    the same broker. Workers and commands the tests start inherit it."""
+    from metriflow.celery import app
+
+    from .rabbitmq import fresh_vhost
+
+    def use(url: str | None) -> None:
+        if url is None:
+            os.environ.pop("CELERY_BROKER_URL", None)
+        else:
+            os.environ["CELERY_BROKER_URL"] = url  # Celery reads it before its settings
+        app.close()  # the connection pool, and the producer pool made from it
+        app.__dict__.pop("amqp", None)
+
+    previous = os.environ.get("CELERY_BROKER_URL")
+    previous_setting = settings.CELERY_BROKER_URL
+    with fresh_vhost() as url:
+        settings.CELERY_BROKER_URL = url
+        use(url)
+        try:
+            yield url
+        finally:
+            use(previous)
+            settings.CELERY_BROKER_URL = previous_setting
+
+
 def admin_conninfo(dbname: str = "postgres") -> str:
     """A libpq connection string to the test server, on another database."""
     db = settings.DATABASES["default"]

@@ -80,7 +80,7 @@ def app_server(django_db_setup, tmp_path_factory) -> Iterator[Server]:
     port = _free_port()
     log = tmp_path_factory.mktemp("gunicorn") / "gunicorn.log"
     env = {
-        **os.environ,
+        **{k: v for k, v in os.environ.items() if k != "DJANGO_ALLOW_ASYNC_UNSAFE"},
         "DJANGO_SETTINGS_MODULE": "metriflow.settings.test",
         "DJANGO_DEBUG": "false",
         "DATABASE_URL": database_url(connection.settings_dict["NAME"]),
@@ -116,12 +116,13 @@ def app_server(django_db_setup, tmp_path_factory) -> Iterator[Server]:
         process.kill()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator:
     from playwright.sync_api import sync_playwright
 
     # Playwright's sync API keeps an event loop on this thread; the tests' own
-    # ORM calls are synchronous all the same, so Django's guard is lifted here.
+    # ORM calls are synchronous all the same, so Django's guard is lifted while
+    # a browser module runs (and only then: `check --deploy` refuses the variable).
     os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
     with sync_playwright() as playwright:
         instance = playwright.chromium.launch(
