@@ -1,0 +1,409 @@
+"""The dashboard at / as a person uses it: log in, read the headline figures, change
+the range, compare, sort and filter the top pages, open one page, download the CSV,
+on a phone-width and a desktop window, with the keyboard. Every figure the page
+shows is checked against a computation of its own over page_hour."""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from urllib.parse import parse_qs, urlparse
+
+import pytest
+from django.db import connection
+
+from tests.factories import PASSWORD, StaffFactory
+
+from .conftest import SCREENSHOTS, shot
+from .data import load_dataset
+
+pytestmark = [pytest.mark.usefixtures("pipeline_db"), pytest.mark.browser]
+DAY = timedelta(days=1)
+HOUR = timedelta(hours=1)
+
+
+@pytest.fixture
+def staff(tmp_path):
+    """A staff user (sees every site) over a few days of data of 2 sites."""
+    load_dataset(tmp_path)
+    return StaffFactory(username="dash-staff")
+
+
+# ------------------------------------------------------------------ independent figures
+
+
+def sql_one(query: str, params: list) -> tuple:
+    with connection.cursor() as cursor:
+        cursor.execute(query, params)
+        return cursor.fetchone()
+
+
+def where(start, end, site=None, page=None) -> tuple[str, list]:
+    clause, params = "hour >= %s AND hour < %s", [start, end]
+    if site is not None:
+        clause += " AND site_id = %s"
+        params.append(site)
+    if page is not None:
+        clause += " AND page_id = %s"
+        params.append(page)
+    return clause, params
+
+
+def expected(start, end, site=None, page=None) -> dict:
+    """The headline figures over [start, end) from page_hour rows."""
+    clause, params = where(start, end, site, page)
+    views, sessions, users, bounces, engagement, scores, samples = sql_one(
+        "SELECT coalesce(sum(views), 0), coalesce(sum(sessions), 0), coalesce(sum(users), 0), "
+        "coalesce(sum(bounces), 0), coalesce(sum(engagement_seconds), 0), "
+        "coalesce(sum(mobile_score), 0) + coalesce(sum(desktop_score), 0), "
+        f"count(mobile_score) + count(desktop_score) FROM page_hour WHERE {clause}",
+        params,
+    )
+    return {
+        "views": int(views),
+        "sessions": int(sessions),
+        "users": int(users),
+        "bounce_rate": bounces / sessions if sessions else None,
+        "avg_engagement_seconds": engagement / sessions if sessions else None,
+        "views_per_session": views / sessions if sessions else None,
+        "performance_score_avg": scores / samples if samples else None,
+        "lcp_ms": p75(start, end, "lcp_ms", site, page),
+    }
+
+
+def p75(start, end, vital, site=None, page=None) -> float | None:
+    """The exact nearest-rank p75 of a vital over both strategies."""
+    clause, params = where(start, end, site, page)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT v FROM (SELECT mobile_{vital} AS v FROM page_hour WHERE {clause} "
+            f"UNION ALL SELECT desktop_{vital} FROM page_hour WHERE {clause}) s "
+            "WHERE v IS NOT NULL ORDER BY v",
+            params + params,
+        )
+        values = [row[0] for row in cursor.fetchall()]
+    return values[math.ceil(0.75 * len(values)) - 1] if values else None
+
+
+def newest_hour(site=None) -> datetime:
+    clause = "" if site is None else "WHERE site_id = %s"
+    return sql_one(f"SELECT max(hour) FROM page_hour {clause}", [] if site is None else [site])[0]
+
+
+def ceil_day(at: datetime) -> datetime:
+    day = at.replace(hour=0, minute=0, second=0, microsecond=0)
+    return day if day == at else day + DAY
+
+
+def sites() -> list[tuple[int, str]]:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT id, host FROM site ORDER BY id")
+        return cursor.fetchall()
+
+
+# ------------------------------------------------------------------ the page
+
+
+def renders(tab) -> int:
+    return int(tab.get_attribute("#dashboard", "data-renders") or 0)
+
+
+def wait_drawn(tab, after: int = 0) -> None:
+    """Waits until the dashboard finished a render later than the ``after``-th."""
+    tab.wait_for_function(
+        "n => { const d = document.getElementById('dashboard');"
+        " return Number(d.dataset.renders || 0) > n && d.getAttribute('aria-busy') === 'false'; }",
+        arg=after,
+    )
+    error = tab.locator("#error")
+    assert not error.is_visible(), error.inner_text()
+
+
+def act(tab, action) -> None:
+    """Does ``action`` and waits for the render it causes."""
+    before = renders(tab)
+    action()
+    wait_drawn(tab, before)
+
+
+def card(tab, metric: str) -> tuple[float | None, str]:
+    """A card's value (as the API gave it) and its text as shown."""
+    box = tab.locator(f'.card[data-metric="{metric}"]')
+    raw = box.get_attribute("data-value")
+    return (float(raw) if raw else None), box.locator(".card-value").inner_text()
+
+
+def query(tab) -> dict[str, str]:
+    return {k: v[0] for k, v in parse_qs(urlparse(tab.url).query).items()}
+
+
+def log_in(tab, base: str, username: str, path: str = "/") -> float:
+    """Opens ``path`` anonymously, is sent to the login page, logs in; returns the
+    first full render's time in ms after navigation start (Performance API)."""
+    tab.goto(f"{base}{path}")
+    assert urlparse(tab.url).path == "/login/", tab.url
+    assert parse_qs(urlparse(tab.url).query)["next"] == [path]
+    tab.get_by_label("Username").fill(username)
+    tab.get_by_label("Password").fill(PASSWORD)
+    tab.get_by_role("button", name="Log in").click()
+    wait_drawn(tab)
+    assert tab.url == f"{base}{path}"
+    return tab.evaluate("performance.getEntriesByName('dashboard:rendered')[0].startTime")
+
+
+def assert_cards(tab, figures: dict) -> None:
+    for metric in ("views", "sessions", "users"):
+        value, text = card(tab, metric)
+        assert value == figures[metric], metric
+        assert text == f"{figures[metric]:,}", (metric, text)
+    for metric in ("bounce_rate", "views_per_session", "avg_engagement_seconds"):
+        value, _ = card(tab, metric)
+        assert value == pytest.approx(figures[metric], abs=1e-3), metric
+    value, text = card(tab, "performance_score_avg")
+    assert value == pytest.approx(figures["performance_score_avg"], abs=1e-3)
+    assert text == f"{figures['performance_score_avg']:.1f}"
+    value, _ = card(tab, "lcp_ms")  # a histogram's percentile: within 2% (docs/metrics.md)
+    assert value == pytest.approx(figures["lcp_ms"], rel=0.021, abs=0.05)
+
+
+# ------------------------------------------------------------------ tests
+
+
+def test_log_in_and_read_the_headline_figures(page, app_server, staff):
+    base = app_server.base
+    first_render_ms = log_in(page, base, staff.username)
+    print(f"\ndashboard first full render: {first_render_ms:.0f} ms after navigation start")
+    assert 0 < first_render_ms < 15000  # a sanity bound; the figure is in docs/benchmarks.md
+
+    # The default range: the 28 days that end with the day of the newest data.
+    end = ceil_day(newest_hour() + HOUR)
+    figures = expected(end - 28 * DAY, end)
+    assert figures["views"] > 0
+    assert_cards(page, figures)
+    assert page.locator("#range").input_value() == "28d"
+    # Traffic chart and a chart per vital (p75 with thresholds, stacked shares).
+    assert page.locator("#chart-traffic canvas").count() == 1
+    for vital in ("lcp_ms", "inp_ms", "cls"):
+        assert page.locator(f"#chart-{vital} canvas").count() == 1
+        assert page.locator(f"#chart-{vital}-shares canvas").count() == 1
+    legend = page.locator("#chart-lcp_ms .u-legend").inner_text()
+    assert "Good ≤ 2.50 s" in legend and "Poor > 4.00 s" in legend, legend
+    assert "Good ≤ 0.10" in page.locator("#chart-cls .u-legend").inner_text()
+    assert "Good ≤ 200 ms" in page.locator("#chart-inp_ms .u-legend").inner_text()
+    # Freshness of the answer.
+    assert page.get_attribute("#freshness", "data-pending") == "false"
+    assert page.get_attribute("#freshness", "data-run-at")
+    # Staff see every site: the picker offers all of them.
+    options = page.locator("#site option").all_inner_texts()
+    assert options == ["All sites", *sorted(host for _, host in sites())], options
+    # Everything came from the app itself, its scripts by their hashed names.
+    assert not page.requests.foreign(), page.requests.foreign()
+    assert any("/static/dashboard/js/main." in u for u in page.requests.urls)
+    assert any("/static/dashboard/vendor/uplot/uPlot.esm." in u for u in page.requests.urls)
+    assert not page.requests.failed, page.requests.failed
+    shot(page, "dashboard-1280")
+
+
+def test_presets_sites_comparison_and_history(page, app_server, staff):
+    base = app_server.base
+    log_in(page, base, staff.username)
+    last = newest_hour()
+
+    # A preset: the URL says it, the figures are those of the last 24 hours of data.
+    act(page, lambda: page.select_option("#range", "24h"))
+    assert query(page) == {"range": "24h"}
+    day_figures = expected(last + HOUR - DAY, last + HOUR)
+    assert_cards(page, day_figures)
+    assert "per hour" in page.locator("#range-label").inner_text()
+
+    # The comparison: previous period, its figures and the change of each card.
+    act(page, lambda: page.select_option("#compare", "previous_period"))
+    assert query(page) == {"range": "24h", "compare": "previous_period"}
+    before = expected(last + HOUR - 2 * DAY, last + HOUR - DAY)
+    change = page.locator('.card[data-metric="views"] .card-change')
+    assert float(change.get_attribute("data-change")) == pytest.approx(
+        (day_figures["views"] - before["views"]) / before["views"], abs=1e-4
+    )
+    assert "Views (compared)" in page.locator("#chart-traffic .u-legend").inner_text()
+    shot(page, "dashboard-compare")
+
+    # A site: its figures only.
+    site_id, host = sites()[1]
+    act(page, lambda: page.select_option("#site", host))
+    assert query(page) == {"site": host, "range": "24h", "compare": "previous_period"}
+    site_last = newest_hour(site_id)
+    assert_cards(page, expected(site_last + HOUR - DAY, site_last + HOUR, site=site_id))
+
+    # Back and forward redraw the state of the URL; a reload keeps it.
+    act(page, page.go_back)
+    assert query(page) == {"range": "24h", "compare": "previous_period"}
+    assert_cards(page, day_figures)
+    act(page, page.go_back)
+    assert query(page) == {"range": "24h"}
+    assert page.locator(".card-change").count() == 0
+    act(page, page.go_forward)
+    assert page.locator(".card-change").count() == 10
+    page.reload()
+    wait_drawn(page)
+    assert page.locator("#compare").input_value() == "previous_period"
+    assert page.locator("#range").input_value() == "24h"
+
+    # A custom range of whole days, both included.
+    page.select_option("#range", "custom")  # shows the two days; nothing is drawn yet
+    assert page.locator("#from").is_visible()
+    first_day = (last - 2 * DAY).date()
+    page.fill("#from", first_day.isoformat())
+    page.fill("#to", first_day.isoformat())
+    act(page, lambda: page.click("#apply-range"))
+    start = datetime.combine(first_day, datetime.min.time(), UTC)
+    assert query(page)["from"] == first_day.isoformat()
+    assert query(page)["to"] == (first_day + DAY).isoformat()
+    assert_cards(page, expected(start, start + DAY))
+    assert not page.requests.foreign(), page.requests.foreign()
+
+
+def top_rows(tab) -> list[tuple[int, list[str]]]:
+    rows = []
+    for row in tab.locator("#pages-table tbody tr").all():
+        cells = row.locator("td").all_inner_texts()
+        rows.append((int(row.get_attribute("data-page-id")), cells))
+    return rows
+
+
+def sessions_by_page(start, end, prefix: str = "") -> list[tuple[int, int]]:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT ph.page_id, sum(ph.sessions) FROM page_hour ph "
+            "JOIN page p ON p.id = ph.page_id "
+            "WHERE ph.hour >= %s AND ph.hour < %s AND p.path LIKE %s "
+            "GROUP BY ph.page_id ORDER BY sum(ph.sessions) DESC NULLS LAST, ph.page_id",
+            [start, end, prefix.replace("%", r"\%") + "%"],
+        )
+        return [(page_id, int(total or 0)) for page_id, total in cursor.fetchall()]
+
+
+def test_top_pages_sort_filter_paginate_and_open_a_page(page, app_server, staff):
+    base = app_server.base
+    log_in(page, base, staff.username, "/?range=all")
+    end = ceil_day(newest_hour() + HOUR)
+    start = sql_one("SELECT min(hour) FROM page_hour", [])[0].replace(hour=0)
+
+    # Sorted by sessions (a click on the column), highest first.
+    act(page, lambda: page.locator("#pages-table thead a", has_text="Sessions").click())
+    assert query(page)["order"] == "-sessions"
+    ranking = sessions_by_page(start, end)
+    shown = top_rows(page)
+    assert [p for p, _ in shown] == [p for p, _ in ranking][:20]
+    assert page.get_attribute("#pages-table th[aria-sort]", "aria-sort") == "descending"
+    # The same column again: lowest first.
+    act(page, lambda: page.locator("#pages-table thead a", has_text="Sessions").click())
+    assert query(page)["order"] == "sessions"
+    assert top_rows(page)[0][0] == ranking[-1][0]
+
+    # Pages of 10 rows, the next one through the cursor.
+    act(page, lambda: page.select_option("#order", "-sessions"))
+    act(page, lambda: page.select_option("#limit", "10"))
+    assert [p for p, _ in top_rows(page)] == [p for p, _ in ranking][:10]
+    assert page.locator("#pages-next").is_visible() == (len(ranking) > 10)
+    if len(ranking) > 10:
+        act(page, lambda: page.click("#pages-next"))
+        assert "cursor" in query(page)
+        assert [p for p, _ in top_rows(page)] == [p for p, _ in ranking][10:20]
+        act(page, lambda: page.click("#pages-first"))
+
+    # Filtered by a path prefix: only the pages under it.
+    path = sql_one("SELECT path FROM page ORDER BY id LIMIT 1", [])[0]
+    prefix = path[: max(2, len(path) // 2)]
+    page.fill("#prefix", prefix)
+    act(page, lambda: page.press("#prefix", "Enter"))
+    assert query(page)["prefix"] == prefix
+    filtered = sessions_by_page(start, end, prefix)
+    assert 0 < len(filtered) <= len(ranking)
+    assert [p for p, _ in top_rows(page)] == [p for p, _ in filtered][:10]
+    shot(page, "dashboard-pages")
+
+    # A page's own dashboard.
+    page_id = top_rows(page)[0][0]
+    act(page, lambda: page.locator(f'tr[data-page-id="{page_id}"] a.page-link').click())
+    assert query(page)["page"] == str(page_id)
+    assert "prefix" not in query(page)
+    url = sql_one("SELECT url FROM page WHERE id = %s", [page_id])[0]
+    assert page.locator("#title").inner_text() == url
+    assert_cards(page, expected(start, end, page=page_id))
+    assert not page.locator("#pages-section").is_visible()
+    act(page, page.go_back)
+    assert "page" not in query(page)
+    assert not page.requests.foreign(), page.requests.foreign()
+
+
+def test_csv_downloads_hold_what_is_shown(page, app_server, staff):
+    base = app_server.base
+    log_in(page, base, staff.username, "/?range=7d&granularity=day")
+    end = ceil_day(newest_hour() + HOUR)
+    with page.expect_download() as download:
+        page.click("#csv-timeseries")
+    rows = list(csv.DictReader(io.StringIO(Path(download.value.path()).read_text())))
+    assert len(rows) == 7
+    for row in rows:
+        day = datetime.fromisoformat(row["start"])
+        assert int(row["traffic.views"]) == expected(day, day + DAY)["views"], row["start"]
+    assert datetime.fromisoformat(rows[-1]["end"]) == end
+
+    with page.expect_download() as download:
+        page.click("#csv-pages")
+    pages = list(csv.DictReader(io.StringIO(Path(download.value.path()).read_text())))
+    shown = top_rows(page)
+    assert [int(r["page.id"]) for r in pages] == [p for p, _ in shown]
+    views = {int(r["page.id"]): int(r["traffic.views"]) for r in pages}
+    for page_id, cells in shown:
+        assert cells[0] == f"{views[page_id]:,}"
+
+
+def test_phone_and_desktop_widths_and_the_keyboard(page, app_server, staff):
+    base = app_server.base
+    log_in(page, base, staff.username, "/?range=7d&compare=previous_period")
+    no_scroll = "document.documentElement.scrollWidth <= document.documentElement.clientWidth"
+    assert page.evaluate(no_scroll)
+    shot(page, "dashboard-1280-compare")
+
+    page.set_viewport_size({"width": 375, "height": 800})
+    page.wait_for_timeout(300)  # the charts follow their boxes' new width
+    assert page.evaluate("document.documentElement.clientWidth") == 375
+    assert page.evaluate(no_scroll), page.evaluate("document.documentElement.scrollWidth")
+    widest = page.evaluate(
+        "Math.max(...[...document.querySelectorAll('.chart canvas')]"
+        ".map(c => c.getBoundingClientRect().right))"
+    )
+    assert widest <= 375
+    shot(page, "dashboard-375")
+    page.screenshot(path=str(SCREENSHOTS / "dashboard-375-top.png"))
+    page.locator("#pages-section").screenshot(path=str(SCREENSHOTS / "dashboard-375-pages.png"))
+    page.locator("#vitals .vital").first.screenshot(path=str(SCREENSHOTS / "dashboard-375-lcp.png"))
+    page.set_viewport_size({"width": 1280, "height": 900})
+
+    # Every control is reached with Tab, shows its focus, and has a label.
+    controls = ["site", "range", "compare", "granularity", "strategy", "prefix", "order", "limit"]
+    page.locator("body").focus()
+    reached, outlines = [], {}
+    for _ in range(60):
+        page.keyboard.press("Tab")
+        focused = page.evaluate(
+            "() => { const e = document.activeElement;"
+            " return [e.id, getComputedStyle(e).outlineStyle]; }"
+        )
+        reached.append(focused[0])
+        outlines[focused[0]] = focused[1]
+    for control in controls:
+        assert control in reached, (control, reached)
+        assert outlines[control] != "none", control
+        label = page.locator(f'label[for="{control}"]')
+        assert label.count() == 1 and label.inner_text().strip(), control
+
+    # Operated with the keyboard: a select changed with the arrow keys.
+    page.focus("#range")
+    act(page, lambda: page.keyboard.press("ArrowUp"))
+    assert query(page)["range"] == "24h"
+    assert page.evaluate("document.activeElement.id") == "range"
