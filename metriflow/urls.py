@@ -5,10 +5,13 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/", include("reporting.urls")),
+    path("api/", include("apikeys.urls")),  # /api/keys
     # Log in and out of the browsable API (a session; the reports accept it beside JWT).
     path("api/auth/browser/", include("rest_framework.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
     path("swagger/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger"),
+    # The dashboard at / (and its login page), reading the reports above.
+    path("", include("dashboard.urls")),
 ]

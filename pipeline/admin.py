@@ -1,5 +1,6 @@
-"""Admin views of ingestion, the pipeline ledger and its run history (read-only: the
-pipeline owns the rows). Lists keep to columns that fit a 1280 px wide screen."""
+"""Admin views of sites, ingestion, the pipeline ledger and its run history (read-only:
+the pipeline owns the rows; staff edit a site's name and time zone). Lists keep to
+columns that fit a 1280 px wide screen."""
 
 import os
 
@@ -30,8 +31,15 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
 @admin.register(Site)
 class SiteAdmin(ReadOnlyAdmin):
-    list_display = ("id", "host", "created_at")
-    search_fields = ("host",)
+    """Sites are created by ingestion; staff give them a display name and a time zone."""
+
+    list_display = ("id", "host", "name", "time_zone", "created_at")
+    search_fields = ("host", "name")
+    fields = ("host", "name", "time_zone", "created_at")
+    readonly_fields = ("host", "created_at")
+
+    def has_change_permission(self, request, obj=None):
+        return request.user.is_active and request.user.is_staff
 
 
 @admin.register(Page)

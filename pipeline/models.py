@@ -6,7 +6,12 @@ rows, PostgreSQL owns the DDL. Ingestion and the stages write these tables
 through psycopg and stored procedures, not through the ORM.
 """
 
+import functools
+import zoneinfo
+
+from django.core.exceptions import ValidationError
 from django.db import models
+from django.db.models.functions import Now
 
 
 class Source(models.TextChoices):
@@ -14,10 +19,34 @@ class Source(models.TextChoices):
     PSI = "psi", "PSI (performance)"
 
 
+def validate_time_zone(value: str) -> None:
+    """An IANA time zone name, as zoneinfo knows them (``Europe/Paris``, ``UTC``)."""
+    if value not in _time_zones():
+        raise ValidationError(
+            f"{value!r} is not an IANA time zone name (e.g. Europe/Paris, America/New_York, UTC)"
+        )
+
+
+@functools.cache
+def _time_zones() -> frozenset[str]:
+    return frozenset(zoneinfo.available_timezones())
+
+
 class Site(models.Model):
+    """A site: the contract's host, created on first ingest, named and given a time
+    zone by staff (the time zone is stored; reports stay in UTC)."""
+
     id = models.AutoField(primary_key=True)
     host = models.TextField(unique=True)
-    created_at = models.DateTimeField()
+    name = models.TextField(
+        blank=True, default="", help_text="Display name; empty: the site is shown by its host."
+    )
+    time_zone = models.TextField(
+        default="UTC",
+        validators=[validate_time_zone],
+        help_text="IANA time zone name, e.g. Europe/Paris. Stored; reports stay in UTC.",
+    )
+    created_at = models.DateTimeField(db_default=Now())
 
     class Meta:
         managed = False
@@ -26,6 +55,10 @@ class Site(models.Model):
 
     def __str__(self) -> str:
         return self.host
+
+    @property
+    def display_name(self) -> str:
+        return self.name or self.host
 
 
 class Page(models.Model):

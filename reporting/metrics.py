@@ -27,7 +27,9 @@ PERCENTILES = (("p50", 0.50), ("p75", 0.75), ("p95", 0.95))
 # Decimals an answer gives each kind of metric (docs/metrics.md, "Precision of answers"):
 # float sums as stored (a millionth), ratios and shares to a millionth, an average of
 # seconds to a millisecond, the score (0..100) to a thousandth of a point, percentiles of
-# the millisecond vitals to 0.1 ms and of CLS to 4 decimals. Counts are integers.
+# the millisecond vitals to 0.1 ms and of CLS to 4 decimals. Counts are integers. The
+# relative change of a metric against a compared range (reporting/comparison.py) to
+# 4 decimals (a hundredth of a percent).
 PRECISION = {
     "sum": 6,
     "ratio": 6,
@@ -35,6 +37,7 @@ PRECISION = {
     "score": 3,
     "ms": 1,
     "cls": 4,
+    "change": 4,
 }
 TRAFFIC_FLOAT_SUMS = ("engagement_seconds",)
 _MIN = 1e-4

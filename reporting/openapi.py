@@ -104,23 +104,82 @@ class RangeBodySerializer(serializers.Serializer):
         return fields
 
 
-class SummarySerializer(RangeBodySerializer):
+# ------------------------------------------------------------------ period comparison
+
+CHANGE_HELP = (
+    "(current - previous) / previous; null when the previous value is 0 or null, or the "
+    f"current one is null. {_decimals('change')}"
+)
+_CHANGES: dict[type, type[serializers.Serializer]] = {}
+
+
+def _change_of(metrics: type[serializers.Serializer]) -> type[serializers.Serializer]:
+    """The relative change of each metric of ``metrics``, in its shape (one component
+    per metrics component: ``TrafficChange``, ``VitalChange``, ...)."""
+    if metrics not in _CHANGES:
+        fields = {
+            name: _change_of(type(field))()
+            if isinstance(field, serializers.Serializer)
+            else serializers.FloatField(allow_null=True, help_text=CHANGE_HELP)
+            for name, field in metrics._declared_fields.items()
+        }
+        name = metrics.__name__.removesuffix("Serializer") + "Change"
+        _CHANGES[metrics] = type(name, (serializers.Serializer,), fields)
+    return _CHANGES[metrics]
+
+
+class MetricsChangeSerializer(serializers.Serializer):
+    traffic = _change_of(TrafficSerializer)()
+    performance = _change_of(PerformanceSerializer)()
+
+
+PREVIOUS_HELP = "With `compare` only: the same metrics over the range compared with."
+CHANGE_GROUP_HELP = "With `compare` only: the relative change of each metric."
+
+
+class PeriodSerializer(RangeBodySerializer):
+    """A range's metrics and freshness."""
+
     traffic = TrafficSerializer()
     performance = PerformanceSerializer()
     freshness = FreshnessSerializer()
 
 
-class TimeseriesPointSerializer(serializers.Serializer):
+class SummarySerializer(PeriodSerializer):
+    previous = PeriodSerializer(required=False, help_text=PREVIOUS_HELP)
+    change = MetricsChangeSerializer(required=False, help_text=CHANGE_GROUP_HELP)
+
+
+class BucketSerializer(serializers.Serializer):
     start = serializers.DateTimeField(help_text="Bucket start (cut to the range).")
     end = serializers.DateTimeField(help_text="Bucket end, exclusive (cut to the range).")
     traffic = TrafficSerializer()
     performance = PerformanceSerializer()
 
 
+class TimeseriesPointSerializer(BucketSerializer):
+    previous = BucketSerializer(
+        required=False,
+        allow_null=True,
+        help_text=PREVIOUS_HELP + " The compared bucket (previous_year: the one a calendar "
+        "year earlier; previous_period: the one at the same position); null if there is none.",
+    )
+    change = MetricsChangeSerializer(
+        required=False, allow_null=True, help_text=CHANGE_GROUP_HELP + " Null with `previous`."
+    )
+
+
+class ComparedRangeSerializer(RangeBodySerializer):
+    freshness = FreshnessSerializer()
+
+
 class TimeseriesBodySerializer(RangeBodySerializer):
     granularity = serializers.ChoiceField(choices=["hour", "interval", "day", "month", "year"])
     series = TimeseriesPointSerializer(many=True)
     freshness = FreshnessSerializer()
+    previous = ComparedRangeSerializer(
+        required=False, help_text="With `compare` only: the range compared with."
+    )
 
 
 class PageRefSerializer(serializers.Serializer):
@@ -149,7 +208,7 @@ class PageDetailSerializer(PageRefSerializer):
     path = serializers.CharField()
 
 
-class PageReportSerializer(SummarySerializer):
+class PageReportSerializer(PeriodSerializer):
     page = PageDetailSerializer()
 
 
@@ -217,7 +276,7 @@ def bad_request(example: dict) -> OpenApiResponse:
 BAD_REQUEST = bad_request({"to": ["must be after from"]})
 BAD_PAYLOAD = bad_request({"password": ["This password is too common."]})
 UNAUTHORIZED = _error(
-    "No valid access token (nor a logged-in session).",
+    "No valid access token or API key (nor a logged-in session).",
     AuthErrorSerializer,
     {"detail": "Authentication credentials were not provided."},
 )
@@ -227,9 +286,21 @@ TOO_MANY = _error(
     {"detail": "rate limit exceeded: 600 requests per window; retry in 42 s"},
 )
 NOT_FOUND = _error(
-    "No such page.", DetailSerializer, {"detail": "No Page matches the given query."}
+    "No such page, or one of a site you cannot read (the same answer).",
+    DetailSerializer,
+    {"detail": "No Page matches the given query."},
 )
-REPORT_ERRORS = {400: BAD_REQUEST, 401: UNAUTHORIZED, 429: TOO_MANY}
+SITE_NOT_FOUND = _error(
+    "No such site or page, or one you cannot read (the same answer).",
+    DetailSerializer,
+    {"detail": "No Site matches the given query."},
+)
+REGISTRATION_CLOSED = _error(
+    "Registration is closed (METRIFLOW_OPEN_REGISTRATION off): staff create accounts.",
+    DetailSerializer,
+    {"detail": "registration is closed on this server: an account is created by staff, ..."},
+)
+REPORT_ERRORS = {400: BAD_REQUEST, 401: UNAUTHORIZED, 404: SITE_NOT_FOUND, 429: TOO_MANY}
 
 # ------------------------------------------------------------------ parameters
 
@@ -263,6 +334,22 @@ FORMAT_PARAMETER = OpenApiParameter(
     enum=["json", "csv"],
     description="`csv` streams the answer as CSV (nested fields flattened as "
     "`traffic.views`, `performance.both.lcp_ms.p75`); JSON otherwise.",
+)
+COMPARE_NOTE = (
+    " `compare=previous_period` (the range of the same length that ends at `from`) or "
+    "`previous_year` (each bound a calendar year earlier, Feb 29 on Feb 28) adds `previous`, "
+    "the same metrics over that range with its own `from` and `to`, and `change`, "
+    "(current - previous) / previous per metric, rounded to "
+    f"{PRECISION['change']} decimals, null where the previous value is 0 or null or the "
+    'current one is null (docs/api.md, "Period comparison").'
+)
+COMPARE_SERIES_NOTE = (
+    " With `compare` each point carries `previous` (the compared bucket over the compared "
+    "range at the same granularity: previous_year the bucket a calendar year earlier, "
+    "previous_period the bucket at the same position; null if there is none) and `change`, "
+    "the answer `previous` (the compared range), and METRIFLOW_MAX_BUCKETS counts the "
+    "buckets of both ranges. CSV flattens them as `previous.traffic.views`, "
+    "`change.traffic.views`, ..."
 )
 PAGE_ID_PARAMETER = OpenApiParameter(
     "page_id",

@@ -1,7 +1,8 @@
 """Rate limits with django-ratelimit, counters in Redis (shared by every API process).
 
 Applied to the handlers (not to ``dispatch``), so that on reports the key is
-the JWT's user, authenticated by DRF before the handler runs. A limited call
+the JWT's user, authenticated by DRF before the handler runs; a request made
+with an API key is counted per key, apart from its user's own requests. A limited call
 gets 429 with ``Retry-After`` (seconds until the window ends) and a JSON body.
 """
 
@@ -44,6 +45,11 @@ def rate_limited(*, group: str, rate_setting: str, key: str):
 
 
 def _user_key(group, request) -> str:
+    # A credential with a bucket of its own (an API key: ``rate_limit_key``) is counted
+    # apart from its user's other requests.
+    credential_key = getattr(getattr(request, "auth", None), "rate_limit_key", None)
+    if credential_key:
+        return credential_key
     user = getattr(request, "user", None)
     if user is not None and user.is_authenticated:
         return f"user:{user.pk}"

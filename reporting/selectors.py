@@ -18,11 +18,13 @@ from datetime import datetime
 import orjson
 from django.conf import settings
 from django.core.cache import cache
+from django.core.exceptions import EmptyResultSet
 from django.db import connection
-from django.db.models import Count, Max, Q, Sum
+from django.db.models import Count, Max, OuterRef, Q, Subquery, Sum
+from django.db.models.functions import Coalesce
 
 from pipeline import dataversion
-from pipeline.models import IngestBatch, Page, PipelineDirty, PipelineLedger
+from pipeline.models import IngestBatch, Page, PipelineDirty, PipelineLedger, Site
 
 from . import cursors
 from .metrics import STRATEGIES, THRESHOLDS, TRAFFIC, VITALS, Partial, metrics_of
@@ -57,9 +59,15 @@ class Filters:
     site: int | None = None
     page: int | None = None
     path_prefix: str | None = None
+    # The sites the request may read (accounts.selectors.visible_site_ids); None: every
+    # site. Part of the cache key: requests that may read different sites never share
+    # an answer.
+    sites: frozenset[int] | None = None
 
     def q(self) -> Q:
         q = Q()
+        if self.sites is not None:
+            q &= Q(site_id__in=sorted(self.sites))  # empty: no rows
         if self.site is not None:
             q &= Q(site_id=self.site)
         if self.page is not None:
@@ -69,7 +77,8 @@ class Filters:
         return q
 
     def key(self) -> str:
-        return f"{self.site}|{self.page}|{self.path_prefix}"
+        sites = "*" if self.sites is None else ",".join(map(str, sorted(self.sites)))
+        return f"{self.site}|{self.page}|{self.path_prefix}|{sites}"
 
 
 def _aggregate_expressions() -> dict:
@@ -114,7 +123,10 @@ def _histograms(piece: Piece, filters: Filters, group: str | None) -> dict:
     columns = HIST_KEYS if level_is_hour else [f"{k}_hist" for k in HIST_KEYS]
     inner_fields = ([group] if group else []) + columns
     queryset = _queryset(piece, filters, per_page=group == "page_id")
-    inner, params = queryset.values(*inner_fields).query.sql_with_params()
+    try:
+        inner, params = queryset.values(*inner_fields).query.sql_with_params()
+    except EmptyResultSet:  # no site to read: no histograms
+        return {}
     pairs = ", ".join(f"({i}, a.{c})" for i, c in enumerate(columns))
     group_sql = "a.group_key, " if group else ""
     if group:
@@ -237,7 +249,9 @@ def _cached(kind: str, params: dict, compute, encoded: bool = False):
     types (times as ISO strings).
     """
     raw = json.dumps([kind, params, settings.METRIFLOW_INTERVAL_HOURS], default=str)
-    key = "report:v2:" + hashlib.sha256(raw.encode()).hexdigest()  # v2: (version, JSON)
+    # v3: (version, JSON) of rounded answers, scoped to the caller's sites; an
+    # entry of an earlier layout is never read.
+    key = "report:v3:" + hashlib.sha256(raw.encode()).hexdigest()
     found = cache.get_many([dataversion.KEY, key])
     version = found.get(dataversion.KEY) or 0
     entry = found.get(key)
@@ -390,6 +404,44 @@ def page_report(page: Page, start: datetime, end: datetime, encoded: bool = Fals
         }
 
     return _cached("page", {"from": start, "to": end, "page": page.id}, compute, encoded)
+
+
+def site_coverage(site_ids) -> dict[int, dict]:
+    """Per site id: the first and last hour with data (page_hour) and its pages.
+
+    Cached under the data version like the reports; each bound is one read of
+    page_hour's (hour, page) key from its end.
+    """
+
+    def compute() -> dict:
+        hours = PageHour.objects.filter(site_id=OuterRef("pk")).values("hour")
+        pages = (
+            Page.objects.filter(site_id=OuterRef("pk"))
+            .order_by()
+            .values("site_id")
+            .annotate(n=Count("*"))
+            .values("n")
+        )
+        rows = (
+            Site.objects.filter(pk__in=sorted(site_ids))
+            .annotate(
+                first_hour=Subquery(hours.order_by("hour")[:1]),
+                last_hour=Subquery(hours.order_by("-hour")[:1]),
+                page_count=Coalesce(Subquery(pages), 0),
+            )
+            .values("pk", "first_hour", "last_hour", "page_count")
+        )
+        return {
+            row["pk"]: {
+                "first_hour": row["first_hour"],
+                "last_hour": row["last_hour"],
+                "pages": row["page_count"],
+            }
+            for row in rows
+        }
+
+    found = _cached("site-coverage", {"sites": sorted(site_ids)}, compute)
+    return {int(site_id): coverage for site_id, coverage in found.items()}
 
 
 def service_health() -> dict[str, bool]:

@@ -10,6 +10,7 @@ from django.contrib.auth.validators import UnicodeUsernameValidator
 from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import serializers
 
+from . import comparison
 from .ranges import unit_end, unit_start
 from .selectors import GRANULARITY_LEVEL, ORDERINGS
 
@@ -65,8 +66,11 @@ def _named_from(fields: dict) -> dict:
 class RangeSerializer(serializers.Serializer):
     from_ = serializers.CharField(help_text=f"Start, inclusive. {BOUND_HELP}")
     to = serializers.CharField(help_text=f"End, exclusive. {BOUND_HELP}")
-    site = serializers.IntegerField(
-        required=False, min_value=1, max_value=MAX_ID, help_text="Only this site (its id)."
+    site = serializers.CharField(
+        required=False,
+        max_length=253,
+        help_text="Only this site: its host (e.g. shop.example.com) or its id "
+        "(GET /api/sites lists them). Without it, every site you can read.",
     )
     page = serializers.IntegerField(
         required=False, min_value=1, max_value=MAX_ID, help_text="Only this page (its id)."
@@ -74,6 +78,12 @@ class RangeSerializer(serializers.Serializer):
 
     def get_fields(self):
         return _named_from(super().get_fields())
+
+    def validate_site(self, value: str) -> str:
+        """A host, or an id in digits (1 to 2^31 - 1); the view resolves it."""
+        if value.isascii() and value.isdigit() and not 1 <= int(value) <= MAX_ID:
+            raise serializers.ValidationError(f"a site id is from 1 to {MAX_ID}")
+        return value
 
     def validate(self, attrs):
         start = parse_bound(attrs["from"], "from")
@@ -84,20 +94,41 @@ class RangeSerializer(serializers.Serializer):
         return attrs
 
 
+def compare_field() -> serializers.ChoiceField:
+    return serializers.ChoiceField(
+        choices=list(comparison.MODES),
+        required=False,
+        help_text="Also the same metrics over the range compared with (`previous`) and the "
+        "relative change of each (`change`): `previous_period`, the range of the same length "
+        "that ends at `from`; `previous_year`, the range one calendar year earlier (Feb 29 "
+        'on Feb 28). docs/api.md, "Period comparison".',
+    )
+
+
+class SummaryRangeSerializer(RangeSerializer):
+    compare = compare_field()
+
+
 class TimeseriesSerializer(RangeSerializer):
     granularity = serializers.ChoiceField(
         choices=list(GRANULARITY_LEVEL),
         help_text="Bucket size; `interval` is METRIFLOW_INTERVAL_HOURS hours.",
     )
+    compare = compare_field()
 
     def validate(self, attrs):
         attrs = super().validate(attrs)
         cap = settings.METRIFLOW_MAX_BUCKETS
         buckets = bucket_count(attrs["granularity"], attrs["start"], attrs["end"], cap)
+        compare, compared = attrs.get("compare"), ""
+        if compare and buckets <= cap:  # the compared range's buckets count too
+            previous = comparison.previous_range(compare, attrs["start"], attrs["end"])
+            buckets += bucket_count(attrs["granularity"], *previous, cap - buckets)
+            compared = " and the range it is compared with"
         if buckets > cap:
             raise serializers.ValidationError(
                 {
-                    "granularity": f"more than {cap} buckets in this range; at most "
+                    "granularity": f"more than {cap} buckets in this range{compared}; at most "
                     f"{settings.METRIFLOW_MAX_BUCKETS} in one answer: use a coarser granularity "
                     "or a shorter range"
                 }

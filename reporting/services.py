@@ -1,8 +1,19 @@
 """Writes of the reporting app: identity."""
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.tokens import RefreshToken
+
+REGISTRATION_CLOSED = (
+    "registration is closed on this server: an account is created by staff, who (or a "
+    "site admin) then give it access to sites"
+)
+
+
+def registration_open() -> bool:
+    """Whether anyone may create an account (METRIFLOW_OPEN_REGISTRATION)."""
+    return settings.METRIFLOW_OPEN_REGISTRATION
 
 
 def register_user(*, username: str, password: str, email: str = ""):
@@ -15,4 +26,4 @@ def logout(*, refresh: str) -> None:
     token.blacklist()
 
 
-__all__ = ["TokenError", "logout", "register_user"]
+__all__ = ["REGISTRATION_CLOSED", "TokenError", "logout", "register_user", "registration_open"]

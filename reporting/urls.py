@@ -1,4 +1,4 @@
-from django.urls import path
+from django.urls import include, path
 
 from . import views
 
@@ -14,4 +14,5 @@ urlpatterns = [
     path("reports/timeseries", views.TimeseriesView.as_view(), name="timeseries"),
     path("reports/pages", views.PagesView.as_view(), name="pages"),
     path("reports/pages/<int:page_id>", views.PageView.as_view(), name="page"),
+    path("", include("accounts.urls")),  # /api/sites: discovery and members
 ]

@@ -12,26 +12,26 @@ import csv
 import io
 
 from django.http import StreamingHttpResponse
-from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
+from rest_framework.exceptions import PermissionDenied
 from rest_framework.permissions import AllowAny
 from rest_framework.renderers import BaseRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
 
-from pipeline.models import Page
+from accounts import selectors as access
 
-from . import cursors, openapi, selectors, services
+from . import comparison, cursors, openapi, selectors, services
 from .ratelimits import rate_limited
 from .renderers import OrjsonRenderer, ReportBrowsableAPIRenderer
 from .serializers import (
     LogoutSerializer,
     PageRangeSerializer,
     PagesSerializer,
-    RangeSerializer,
     RegisterSerializer,
+    SummaryRangeSerializer,
     TimeseriesSerializer,
 )
 
@@ -44,7 +44,8 @@ USERS_NOTE = (
     "exact nearest-rank percentile) and the exact shares good / needs_improvement / poor. "
     "Each metric is rounded to the precision of its kind (docs/metrics.md). "
     "`from` is inclusive, `to` exclusive, hour precision, UTC. `format=csv` streams a CSV. "
-    "Authenticated by a Bearer access token or a logged-in session (browsable API)."
+    "Authenticated by a Bearer access token, a read-only API key (`Authorization: Api-Key "
+    "<key>`, limited to its sites) or a logged-in session (browsable API)."
 )
 
 
@@ -129,8 +130,21 @@ def _wants_csv(request) -> bool:
 
 def _filters(data: dict) -> selectors.Filters:
     return selectors.Filters(
-        site=data.get("site"), page=data.get("page"), path_prefix=data.get("path_prefix")
+        site=data.get("site"),
+        page=data.get("page"),
+        path_prefix=data.get("path_prefix"),
+        sites=data["sites"],
     )
+
+
+def _refuse_unknown(request, accepted: list[str]) -> None:
+    """An unknown query parameter is a 400 naming it, never silently ignored."""
+    unknown = [name for name in request.query_params if name not in accepted]
+    if unknown:
+        names = ", ".join(accepted)
+        raise serializers.ValidationError(
+            {"unknown": [f"parameter {n!r} is not accepted; accepted: {names}" for n in unknown]}
+        )
 
 
 class ReportView(APIView):
@@ -141,11 +155,21 @@ class ReportView(APIView):
     query_serializer: type[serializers.Serializer]
 
     def params(self, request) -> dict:
+        """The validated parameters, scoped to the sites the request may read: ``sites``
+        (None: every site), ``site`` resolved from its host or id. A site or page the
+        request may not read is a 404, the same as one that does not exist."""
+        _refuse_unknown(request, [*self.query_serializer().get_fields(), "format"])
         # An empty parameter (an empty field of the browsable API's form) is one not given.
         given = {k: v for k, v in request.query_params.items() if v != ""}
         params = self.query_serializer(data=given)
         params.is_valid(raise_exception=True)
-        return params.validated_data
+        data = params.validated_data
+        data["sites"] = access.visible_site_ids(request.user, request.auth)
+        if data.get("site") is not None:
+            data["site"] = access.report_site_id(request.user, request.auth, data["site"])
+        if data.get("page") is not None:
+            access.report_page(request.user, request.auth, data["page"])
+        return data
 
     def finalize_response(self, request, response, *args, **kwargs):
         if response.status_code >= 400 and _wants_csv(request):
@@ -164,12 +188,12 @@ class ReportView(APIView):
 
 
 class SummaryView(ReportView):
-    query_serializer = RangeSerializer
+    query_serializer = SummaryRangeSerializer
 
     @report_schema(
         "Traffic and performance over a range",
-        USERS_NOTE,
-        RangeSerializer,
+        USERS_NOTE + openapi.COMPARE_NOTE,
+        SummaryRangeSerializer,
         openapi.SummarySerializer,
         openapi.SUMMARY_EXAMPLE,
     )
@@ -179,7 +203,13 @@ class SummaryView(ReportView):
         filters = _filters(data)
         return self.answer(
             request,
-            lambda encoded: selectors.summary(data["start"], data["end"], filters, encoded),
+            lambda encoded: comparison.summary(
+                lambda start, end, enc: selectors.summary(start, end, filters, enc),
+                data["start"],
+                data["end"],
+                data.get("compare"),
+                encoded,
+            ),
             lambda body: [body],
             "summary.csv",
         )
@@ -191,7 +221,7 @@ class TimeseriesView(ReportView):
     @report_schema(
         "Metrics per hour, interval, day, month or year over a range",
         USERS_NOTE + " At most METRIFLOW_MAX_BUCKETS buckets; the first and last are cut "
-        "to the range.",
+        "to the range." + openapi.COMPARE_NOTE + openapi.COMPARE_SERIES_NOTE,
         TimeseriesSerializer,
         openapi.TimeseriesBodySerializer,
         openapi.TIMESERIES_EXAMPLE,
@@ -202,10 +232,16 @@ class TimeseriesView(ReportView):
         filters = _filters(data)
         return self.answer(
             request,
-            lambda encoded: selectors.timeseries(
-                data["granularity"], data["start"], data["end"], filters, encoded
+            lambda encoded: comparison.timeseries(
+                lambda start, end, enc: selectors.timeseries(
+                    data["granularity"], start, end, filters, enc
+                ),
+                data["start"],
+                data["end"],
+                data.get("compare"),
+                encoded,
             ),
-            lambda body: body["series"],
+            comparison.csv_points,
             "timeseries.csv",
         )
 
@@ -264,7 +300,7 @@ class PageView(ReportView):
     @rate_limited(group="reports", rate_setting="METRIFLOW_RATE_REPORTS", key="user")
     def get(self, request, page_id: int):
         data = self.params(request)
-        page = get_object_or_404(Page, pk=page_id)
+        page = access.report_page(request.user, request.auth, page_id)
         return self.answer(
             request,
             lambda encoded: selectors.page_report(page, data["start"], data["end"], encoded),
@@ -287,14 +323,21 @@ class RegisterView(APIView):
     @extend_schema(
         summary="Create an account",
         description="A username (Django's rules) and a password that passes the password "
-        "validators." + AUTH_RATE_NOTE,
+        "validators. 403 when registration is closed (METRIFLOW_OPEN_REGISTRATION off, the "
+        "production default): accounts are then created by staff." + AUTH_RATE_NOTE,
         tags=["auth"],
         parameters=[openapi.RETRY_AFTER],
         request=RegisterSerializer,
-        responses={201: openapi.RegisteredSerializer, **AUTH_ERRORS},
+        responses={
+            201: openapi.RegisteredSerializer,
+            403: openapi.REGISTRATION_CLOSED,
+            **AUTH_ERRORS,
+        },
     )
     @rate_limited(group="auth", rate_setting="METRIFLOW_RATE_AUTH", key="ip")
     def post(self, request):
+        if not services.registration_open():
+            raise PermissionDenied(services.REGISTRATION_CLOSED)
         payload = RegisterSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
         user = services.register_user(**payload.validated_data)

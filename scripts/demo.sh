@@ -49,6 +49,13 @@ read -r FIRST LAST < <($PY -c "import json,sys; m=json.load(open('$DATA/manifest
 print(m['hours']['first'], m['hours']['last'])")
 TO=$($PY -c "from datetime import datetime, timedelta; \
 print((datetime.fromisoformat('$LAST'.replace('Z', '+00:00')) + timedelta(hours=1)).strftime('%Y-%m-%dT%H:%M:%SZ'))")
+# The demo user registers over HTTP, then is made an admin of every demo site
+# (a user reads only the sites they are a member of; staff read all).
+$PY scripts/demo_report.py register "$BASE" demo "${DEMO_PASSWORD:-metriflow-Demo-2024}"
+for host in $($PY manage.py shell --no-imports -c \
+    "from pipeline.models import Site; print(*Site.objects.values_list('host', flat=True))"); do
+  $PY manage.py sites grant demo "$host" --role admin
+done
 $PY scripts/demo_report.py "$BASE" "$FIRST" "$TO" demo "${DEMO_PASSWORD:-metriflow-Demo-2024}"
 # A staff account for the admin (users, pipeline runs), made once; its random
 # password is kept in var/ (outside git). The API listens on 127.0.0.1 only.
@@ -74,6 +81,7 @@ Running in the background (bash scripts/processes.sh status; stop all with: make
   ReDoc        $BASE/api/redoc/
   Browsable    $BASE/api/reports/summary?from=$FIRST&to=$TO   (log in at $BASE/api/auth/browser/login/)
   Admin        $BASE/admin/           (staff user: demo-admin / $ADMIN_PASSWORD)
+  Sites        $BASE/api/sites        (manage.py sites list; grant / revoke USERNAME HOST)
   Flower       http://127.0.0.1:${FLOWER_PORT:-5555}/   (basic auth: $(cat var/flower-credentials 2>/dev/null || echo "\$FLOWER_BASIC_AUTH"))
   Workers      one per queue: $($PY -c "from metriflow.celery import STAGES; print(' '.join(STAGES))") (logs in var/log/)
 TXT

@@ -1,7 +1,9 @@
 """Prints a short report fetched over HTTP from a running Metriflow API (used by demo.sh).
 
-Registers the demo user (once), logs in, and prints the summary and the top
-pages of the range the demo data covers.
+``demo_report.py register BASE USER PASSWORD`` registers the demo user (once);
+``demo_report.py BASE FROM TO USER PASSWORD`` logs in and prints the user's sites,
+the summary and the top pages of the range the demo data covers, and the summary
+of the top page's site, named by its host.
 """
 
 import json
@@ -31,22 +33,17 @@ def fmt(value, digits: int = 1) -> str:
     return f"{value:,}"
 
 
-def main(base: str, start: str, end: str, username: str, password: str) -> int:
+def register(base: str, username: str, password: str) -> int:
     status, body = call(f"{base}/api/auth/register", {"username": username, "password": password})
-    if status not in (201, 400):
+    if status not in (201, 400):  # 400: registered by an earlier run
         print(f"register failed: {status} {body}")
         return 1
-    status, tokens = call(f"{base}/api/auth/token", {"username": username, "password": password})
-    if status != 200:
-        print(f"login failed: {status} {tokens}")
-        return 1
-    access = tokens["access"]
-    status, summary = call(f"{base}/api/reports/summary?from={start}&to={end}", token=access)
-    if status != 200:
-        print(f"summary failed: {status} {summary}")
-        return 1
+    return 0
+
+
+def print_summary(summary: dict, title: str) -> None:
     t, both = summary["traffic"], summary["performance"]["both"]
-    print(f"Summary {start} .. {end} (GET /api/reports/summary)")
+    print(title)
     print(
         f"  users {fmt(t['users'])}  sessions {fmt(t['sessions'])}  views {fmt(t['views'])}  "
         f"bounce rate {fmt(100 * t['bounce_rate'])}%  "
@@ -57,6 +54,31 @@ def main(base: str, start: str, end: str, username: str, password: str) -> int:
         f"LCP p75 {fmt(both['lcp_ms']['p75'], 0)} ms ({fmt(100 * both['lcp_ms']['good'])}% good)  "
         f"INP p75 {fmt(both['inp_ms']['p75'], 0)} ms  CLS p75 {fmt(both['cls']['p75'], 3)}"
     )
+
+
+def main(base: str, start: str, end: str, username: str, password: str) -> int:
+    status, tokens = call(f"{base}/api/auth/token", {"username": username, "password": password})
+    if status != 200:
+        print(f"login failed: {status} {tokens}")
+        return 1
+    access = tokens["access"]
+    status, body = call(f"{base}/api/sites", token=access)
+    if status != 200 or not body["sites"]:
+        print(f"no sites for {username}: {status} {body} (manage.py sites grant {username} HOST)")
+        return 1
+    print(f"Sites of {username} (GET /api/sites)")
+    hosts = {}
+    for site in body["sites"]:
+        hosts[site["id"]] = site["host"]
+        print(
+            f"  {site['host']:<36} {site['role']:<6} {fmt(site['pages'])} pages  "
+            f"data {site['first_hour']} .. {site['last_hour']}"
+        )
+    status, summary = call(f"{base}/api/reports/summary?from={start}&to={end}", token=access)
+    if status != 200:
+        print(f"summary failed: {status} {summary}")
+        return 1
+    print_summary(summary, f"Summary of your sites {start} .. {end} (GET /api/reports/summary)")
     fresh = summary["freshness"]
     print(f"  fresh as of pipeline run {fresh['pipeline_run_at']}, pending: {fresh['pending']}")
     status, pages = call(
@@ -69,8 +91,18 @@ def main(base: str, start: str, end: str, username: str, password: str) -> int:
     for row in pages["results"]:
         score = fmt(row["performance"]["both"]["performance_score_avg"])
         print(f"  {fmt(row['traffic']['views']):>10} views  score {score}  {row['page']['url']}")
+    top = hosts[pages["results"][0]["page"]["site"]]
+    status, summary = call(
+        f"{base}/api/reports/summary?from={start}&to={end}&site={top}", token=access
+    )
+    if status != 200:
+        print(f"site summary failed: {status} {summary}")
+        return 1
+    print_summary(summary, f"Summary of the top page's site (GET /api/reports/summary?site={top})")
     return 0
 
 
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["register"]:
+        sys.exit(register(*sys.argv[2:5]))
     sys.exit(main(*sys.argv[1:6]))

@@ -18,6 +18,7 @@ from pipeline import stages
 from pipeline.ingest import ingest_files
 
 from .contract import generate
+from .factories import member_of_every_site
 
 PASSWORD = "correct-Horse-battery-9"
 START = datetime(2024, 12, 30, tzinfo=UTC)
@@ -50,8 +51,13 @@ def own_cache(settings):
 
 
 @pytest.fixture
-def user(transactional_db):
-    return get_user_model().objects.create_user("reader", password=PASSWORD)
+def user(transactional_db, request):
+    """A reader of every site of the test's data set (reports cover a user's sites)."""
+    if "dataset" in request.fixturenames:
+        request.getfixturevalue("dataset")  # the sites first
+    reader = get_user_model().objects.create_user("reader", password=PASSWORD)
+    member_of_every_site(reader)
+    return reader
 
 
 def report_url(name: str) -> str:

@@ -29,12 +29,15 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from accounts.models import Role
 from metriflow.wsgi import application
 from pipeline import stages
 from pipeline.ingest import ingest_files
+from pipeline.models import Site
 
 from .conftest import run_manage
 from .contract import generate
+from .factories import ApiKeyFactory, MembershipFactory
 
 START = datetime(2024, 12, 30, tzinfo=UTC)
 PASSWORD = "correct-Horse-battery-9"
@@ -46,6 +49,14 @@ CHECKS = [
     response_schema_conformance,
 ]
 # Bounds inside the data set: most generated bounds fall outside it or are refused.
+SITES_OPERATIONS = {
+    ("/api/sites", "get"),
+    ("/api/sites/{host}", "get"),
+    ("/api/sites/{host}/members", "get"),
+    ("/api/sites/{host}/members", "post"),
+    ("/api/sites/{host}/members/{username}", "delete"),
+}
+KEYS_OPERATIONS = {("/api/keys", "get"), ("/api/keys", "post"), ("/api/keys/{prefix}", "delete")}
 REAL_RANGES = [
     {"from": "2024-12-30T05:00:00Z", "to": "2025-01-02T03:00:00Z"},
     {"from": "2024-12-01", "to": "2025-02-01"},
@@ -63,9 +74,18 @@ def test_schema_validates_without_warnings(tmp_path):
     operations = {
         (path, method): op for path, item in schema["paths"].items() for method, op in item.items()
     }
-    assert len(operations) == 9
+    assert set(operations) >= SITES_OPERATIONS
+    assert set(operations) >= KEYS_OPERATIONS
+    assert schema["components"]["securitySchemes"]["apiKeyAuth"]["name"] == "Authorization"
+    assert len(operations) >= 9 + len(SITES_OPERATIONS)
     for (path, method), op in operations.items():
-        tag = {"reports": "reports", "auth": "auth", "health": "health"}[path.split("/")[2]]
+        tag = {
+            "reports": "reports",
+            "auth": "auth",
+            "health": "health",
+            "sites": "sites",
+            "keys": "keys",
+        }[path.split("/")[2]]
         assert op["tags"] == [tag], path
         for code, response in op["responses"].items():
             for media_type, content in response.get("content", {}).items():
@@ -88,7 +108,11 @@ def test_schema_validates_without_warnings(tmp_path):
     timeseries = schema["paths"]["/api/reports/timeseries"]["get"]
     granularity = {p["name"]: p for p in timeseries["parameters"]}["granularity"]
     assert granularity["schema"]["enum"] == ["hour", "interval", "day", "month", "year"]
-    assert set(timeseries["responses"]) == {"200", "400", "401", "429"}
+    assert set(timeseries["responses"]) == {"200", "400", "401", "404", "429"}
+    site = components["Site"]["properties"]
+    assert set(site) == {"id", "host", "name", "time_zone", "role", "first_hour", "last_hour",
+                         "pages"}  # fmt: skip
+    assert components["SiteRoleEnum"]["enum"] == ["viewer", "admin", "staff"]
     assert set(timeseries["responses"]["200"]["content"]) == {"application/json", "text/csv"}
 
 
@@ -111,7 +135,13 @@ def generous_limits(settings):
     }
 
 
-def _strategy(operation, page_ids: list[int], refresh_tokens: dict[str, list[str]]):
+def _strategy(
+    operation,
+    page_ids: list[int],
+    refresh_tokens: dict[str, list[str]],
+    hosts: list[str],
+    key_prefixes: list[str] = (),
+):
     """Cases of the operation as schemathesis generates them, and some with real values
     (bounds inside the data, a real page id, a real refresh token) that reach the answers."""
     strategies = [operation.as_strategy()]
@@ -121,6 +151,20 @@ def _strategy(operation, page_ids: list[int], refresh_tokens: dict[str, list[str
             operation.as_strategy(query=dict(bounds), path_parameters=path_parameters)
             for bounds in REAL_RANGES
         ]
+    if "{host}" in operation.path:  # the reader's sites: one administered, one viewed
+        for host in hosts:
+            path_parameters = {"host": host}
+            if "{username}" in operation.path:
+                path_parameters["username"] = "reader"
+            strategies.append(operation.as_strategy(path_parameters=path_parameters))
+    if operation.path == "/api/keys" and operation.method == "post":
+        strategies.append(
+            operation.as_strategy(
+                body={"name": "k", "sites": hosts[:1]}, media_type="application/json"
+            )
+        )
+    if operation.path == "/api/keys/{prefix}":  # the reader's own keys
+        strategies += [operation.as_strategy(path_parameters={"prefix": p}) for p in key_prefixes]
     if operation.path in ("/api/auth/token/refresh", "/api/auth/logout"):
         strategies += [
             operation.as_strategy(body={"refresh": t}, media_type="application/json")
@@ -158,7 +202,12 @@ def _exercise(strategy, headers: dict, codes: Counter):
 
 
 def test_every_operation_answers_as_its_schema_says(dataset, generous_limits):
-    get_user_model().objects.create_user("reader", password=PASSWORD)
+    reader = get_user_model().objects.create_user("reader", password=PASSWORD)
+    first, second = Site.objects.order_by("id")[:2]
+    MembershipFactory(user=reader, site=first, role=Role.ADMIN)
+    MembershipFactory(user=reader, site=second, role=Role.VIEWER)
+    api_key = ApiKeyFactory(user=reader, sites=[first])
+    revocable = [ApiKeyFactory(user=reader).prefix for _ in range(2)]
     client = APIClient()
     pairs = [
         client.post("/api/auth/token", {"username": "reader", "password": PASSWORD}).json()
@@ -171,15 +220,19 @@ def test_every_operation_answers_as_its_schema_says(dataset, generous_limits):
     schema = schemathesis.openapi.from_wsgi("/api/schema/", application)
     seen: dict[str, Counter] = {}
     operations = [result.ok() for result in schema.get_all_operations()]
-    assert len(operations) == 9
+    assert {(op.path, op.method) for op in operations} >= SITES_OPERATIONS
     for operation in operations:
         codes = seen.setdefault(operation.label, Counter())
         refresh = {  # tokens of their own: a logout blacklists its token for a refresh
             "/api/auth/token/refresh": [p["refresh"] for p in pairs[1:3]],
             "/api/auth/logout": [p["refresh"] for p in pairs[3:5]],
         }
-        strategy = _strategy(operation, page_ids, refresh)
+        strategy = _strategy(operation, page_ids, refresh, [first.host, second.host], revocable)
         _exercise(strategy, headers, codes)()
+        if operation.path.startswith(("/api/reports/", "/api/keys")):  # again with a key
+            codes = seen.setdefault(f"{operation.label} (api key)", Counter())
+            strategy = _strategy(operation, page_ids, refresh, [first.host, second.host])
+            _exercise(strategy, {"Authorization": f"Api-Key {api_key.secret}"}, codes)()
     registered = get_user_model().objects.exclude(username="reader").count()
     assert registered <= 40  # bounded: at most one account per example
     for label, codes in seen.items():
@@ -188,6 +241,16 @@ def test_every_operation_answers_as_its_schema_says(dataset, generous_limits):
         if label.startswith("GET /api/reports") or label.startswith("GET /api/health"):
             assert codes[200] >= 1, (label, codes)  # real answers, not only refusals
     assert seen["GET /api/reports/summary"][400] >= 1
+    assert seen["GET /api/sites"][200] >= 1 and seen["GET /api/sites/{host}"][404] >= 1
+    assert seen["GET /api/sites/{host}/members"][200] >= 1
+    assert seen["GET /api/sites/{host}/members"][403] >= 1  # the site the reader views
     assert seen["POST /api/auth/token"][200] >= 1 and seen["POST /api/auth/token"][401] >= 1
     assert seen["POST /api/auth/token/refresh"][200] >= 1
     assert seen["POST /api/auth/logout"][205] >= 1
+    assert seen["POST /api/keys"][201] >= 1 and seen["GET /api/keys"][200] >= 1
+    assert seen["DELETE /api/keys/{prefix}"][204] >= 1
+    assert seen["DELETE /api/keys/{prefix}"][404] >= 1
+    assert seen["GET /api/reports/summary (api key)"][200] >= 1
+    assert seen["GET /api/reports/summary (api key)"][404] >= 1  # a site the key may not read
+    for label in ("GET /api/keys", "POST /api/keys", "DELETE /api/keys/{prefix}"):
+        assert set(seen[f"{label} (api key)"]) == {403}, label  # keys cannot manage keys

@@ -40,7 +40,8 @@ def dataset(tmp_path):
 @pytest.fixture
 def api(settings):
     settings.METRIFLOW_RATE_REPORTS = "100000/h"
-    user = get_user_model().objects.create_user("reader", password="x")
+    # Staff read every site (tests/test_access.py covers members' scoping).
+    user = get_user_model().objects.create_user("reader", password="x", is_staff=True)
     client = APIClient()
     client.force_authenticate(user)
     return client
@@ -99,8 +100,9 @@ DECIMALS = {"engagement_seconds": 6, "bounce_rate": 6, "views_per_session": 6,
 
 
 def half_unit(kind: str) -> float:
-    """The most that rounding to the documented decimals moves a value."""
-    return 0.5 * 10 ** -DECIMALS[kind]
+    """The most that rounding to the documented decimals moves a value (plus the
+    float error of an exact half, e.g. 78.5625 rounded half-to-even to 78.562)."""
+    return 0.5 * 10 ** -DECIMALS[kind] * (1 + 1e-9)
 
 
 def assert_matches(answer: dict, expected: dict) -> None:

@@ -39,6 +39,10 @@ INSTALLED_APPS = [
     "metriflow",
     "pipeline",
     "reporting",
+    "accounts",  # after pipeline: its admin registers the Site admin again with members
+    "rest_framework_api_key",
+    "apikeys",
+    "dashboard",
 ]
 
 MIDDLEWARE = [
@@ -168,6 +172,8 @@ REST_FRAMEWORK = {
     # on unsafe methods. JWT first: an anonymous request gets 401 with WWW-Authenticate.
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "reporting.authentication.CachedUserJWTAuthentication",
+        # `Authorization: Api-Key <key>`: a user's read-only API key (apikeys/).
+        "apikeys.authentication.ApiKeyAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -179,6 +185,8 @@ REST_FRAMEWORK = {
 }
 # Where the browsable API's login goes when it was not given a page to return to.
 LOGIN_REDIRECT_URL = "/api/docs/"
+# Where a page that needs a login (the dashboard at /) sends an anonymous visitor.
+LOGIN_URL = "dashboard:login"
 
 SIMPLE_JWT = {
     "ACCESS_TOKEN_LIFETIME": timedelta(minutes=env.int("JWT_ACCESS_MINUTES", default=5)),
@@ -199,8 +207,15 @@ SPECTACULAR_SETTINGS = {
     "TAGS": [
         {"name": "reports", "description": "Traffic and performance over any range."},
         {"name": "auth", "description": "Accounts and JWT access / refresh tokens."},
+        {"name": "sites", "description": "The sites a user can read, and their members."},
         {"name": "health", "description": "Whether the API and its services answer."},
+        {"name": "keys", "description": "Your read-only API keys (`Authorization: Api-Key`)."},
     ],
+    # A membership's role, and the role a site answer shows (which may also be staff).
+    "ENUM_NAME_OVERRIDES": {
+        "MembershipRoleEnum": "accounts.models.Role.values",
+        "SiteRoleEnum": "accounts.openapi.ROLES",
+    },
     # Swagger UI keeps the Bearer token entered with "Authorize" across reloads.
     "SWAGGER_UI_SETTINGS": {"persistAuthorization": True},
     # Swagger UI and ReDoc from the project's own static files (no CDN).
@@ -231,8 +246,17 @@ METRIFLOW_MAX_PAGE_SIZE = env.int("METRIFLOW_MAX_PAGE_SIZE", default=500)
 # Rate limits (django-ratelimit syntax).
 METRIFLOW_RATE_REPORTS = env.str("METRIFLOW_RATE_REPORTS", default="600/m")
 METRIFLOW_RATE_AUTH = env.str("METRIFLOW_RATE_AUTH", default="10/m")
-# How long a JWT's user row stays in Redis; saving or deleting the user drops it.
+# Whether anyone may create an account (POST /api/auth/register); when off, register
+# answers 403 and users are created by staff (admin) and given sites by staff or a
+# site admin. Production defaults to off.
+METRIFLOW_OPEN_REGISTRATION = env.bool("METRIFLOW_OPEN_REGISTRATION", default=True)
+# How long a JWT's user row, and a user's site memberships, stay in Redis; saving or
+# deleting the user (a membership) drops it.
 METRIFLOW_AUTH_USER_CACHE_SECONDS = env.int("METRIFLOW_AUTH_USER_CACHE_SECONDS", default=60)
+# How long a verified API key stays in Redis; saving or deleting (revoking) it drops it.
+METRIFLOW_API_KEY_CACHE_SECONDS = env.int("METRIFLOW_API_KEY_CACHE_SECONDS", default=60)
+# An API key's last_used_at is written at most once per this many seconds.
+METRIFLOW_API_KEY_USE_SECONDS = env.int("METRIFLOW_API_KEY_USE_SECONDS", default=60)
 RATELIMIT_USE_CACHE = "default"
 
 LOGGING = {

@@ -16,6 +16,9 @@ if not SECRET_KEY or SECRET_KEY == DEV_SECRET_KEY or len(SECRET_KEY) < 50:
 if SIMPLE_JWT["SIGNING_KEY"] == DEV_SECRET_KEY:
     raise ImproperlyConfigured("JWT_SIGNING_KEY must not be the development key.")
 
+# Accounts are created by staff or invited by a site admin unless this is turned on.
+METRIFLOW_OPEN_REGISTRATION = env.bool("METRIFLOW_OPEN_REGISTRATION", default=False)
+
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=True)
 SESSION_COOKIE_SECURE = True

@@ -7,6 +7,7 @@ from urllib.parse import quote
 import pytest
 from django.contrib.auth import get_user_model
 
+from ..factories import member_of_every_site
 from .conftest import END, START, shot
 from .data import load_dataset
 from .test_swagger import views_between
@@ -18,7 +19,9 @@ PASSWORD = "a-long-Passphrase-1"
 @pytest.fixture
 def reader(tmp_path):
     load_dataset(tmp_path)
-    return get_user_model().objects.create_user("reader", password=PASSWORD)
+    user = get_user_model().objects.create_user("reader", password=PASSWORD)
+    member_of_every_site(user)  # reports cover the sites a user can read
+    return user
 
 
 def shown_json(page) -> dict:

@@ -9,6 +9,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.db import connection
 
+from ..factories import member_of_every_site
 from .conftest import END, START, shot
 from .data import load_dataset
 
@@ -19,7 +20,9 @@ PASSWORD = "a-long-Passphrase-1"
 @pytest.fixture
 def reader(tmp_path):
     load_dataset(tmp_path)
-    return get_user_model().objects.create_user("reader", password=PASSWORD)
+    user = get_user_model().objects.create_user("reader", password=PASSWORD)
+    member_of_every_site(user)  # reports cover the sites a user can read
+    return user
 
 
 def access_token(base: str) -> str:
