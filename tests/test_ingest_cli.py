@@ -195,7 +195,9 @@ def test_a_file_with_nothing_accepted_fails_naming_the_reason(tmp_path, test_dat
     )
     reasons = Counter(r for (r,) in query("SELECT reason FROM ingest_reject"))
     assert reasons == {"missing field 'hour'": 400}
-    assert (status, accepted, rejected) == ("loaded", 0, 400)  # what came in stays visible
+    # Failed, with its rejects kept (the admin lists them); nothing waits for the chain.
+    assert (status, accepted, rejected) == ("failed", 0, 400)
+    assert query("SELECT count(*) FROM pipeline_ledger") == [(0,)]
     why = (
         "nothing accepted, all 400 records rejected; most often \"missing field 'hour'\" "
         "(400 times, first at record 1); the file looks like psi but was read as ga (--source)"
@@ -208,13 +210,11 @@ def test_a_file_with_nothing_accepted_fails_naming_the_reason(tmp_path, test_dat
     )  # fmt: skip
     assert result.stderr == f"CommandError: {psi}: {why}\n"
 
-    # The same mistake again is skipped, and says what the first time said.
+    # A failed batch is no ingest of this content: the same mistake again reads the
+    # file again and fails again (never "skipped" with exit 0).
     rerun = ingest(test_database_env, "--no-progress", "--source", "ga", str(psi))
-    assert rerun.returncode == 0
-    assert rerun.stdout == (
-        f"{psi}: skipped: same content as batch {batch_id} (loaded), which said: {why} "
-        "(use --force to ingest it again)\n"
-    )
+    assert rerun.returncode == 1
+    assert "skipped" not in rerun.stdout and f"ga batch {batch_id + 1} failed" in rerun.stdout
     # With the right source the same file loads (it is other content for psi).
     again = ingest(test_database_env, "--no-progress", "--source", "psi", str(psi))
     assert again.returncode == 0, again.stderr

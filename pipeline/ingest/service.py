@@ -640,18 +640,24 @@ def _ingest_file(
             else:
                 looks_like = detected if given_source and detected != source else None
                 error = _too_many_rejects(conn, result, max_reject_rate, looks_like)
+                if error and not result.accepted:
+                    # Nothing loaded: the batch failed, holds nothing to stage, and
+                    # does not count as this content's ingest (a rerun, e.g. with
+                    # the right --source, reads the file again).
+                    status = "failed"
             with conn.transaction():
                 conn.execute(
                     "UPDATE ingest_batch SET status = %s, error = %s, finished_at = now() "
                     "WHERE id = %s",
                     (status, error, batch_id),
                 )
-                # The hand-off to the pipeline, committed with the batch's end.
-                conn.execute(
-                    "INSERT INTO pipeline_ledger (stage, batch_id) VALUES ('staged', %s) "
-                    "ON CONFLICT DO NOTHING",
-                    (batch_id,),
-                )
+                if status != "failed":
+                    # The hand-off to the pipeline, committed with the batch's end.
+                    conn.execute(
+                        "INSERT INTO pipeline_ledger (stage, batch_id) VALUES ('staged', %s) "
+                        "ON CONFLICT DO NOTHING",
+                        (batch_id,),
+                    )
             conn.execute("SELECT pg_advisory_unlock(%s, %s)", (_ADVISORY_NAMESPACE, batch_id))
             if error is None:
                 result.status = "loaded"
@@ -668,7 +674,8 @@ def _ingest_file(
 
         dataversion.bump()  # reports over this batch's hours are now pending
     if on_committed:
-        on_committed(result.batch_id)
+        # A batch that failed whole holds nothing for the chain.
+        on_committed(None if result.status == "failed" and not result.accepted else result.batch_id)
     return result
 
 
