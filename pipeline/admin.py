@@ -3,7 +3,9 @@ the pipeline owns the rows; staff edit a site's name and time zone). Lists keep 
 columns that fit a 1280 px wide screen."""
 
 import os
+import zoneinfo
 
+from django import forms
 from django.contrib import admin, messages
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
@@ -40,6 +42,15 @@ class SiteAdmin(ReadOnlyAdmin):
 
     def has_change_permission(self, request, obj=None):
         return request.user.is_active and request.user.is_staff
+
+    def formfield_for_dbfield(self, db_field, request, **kwargs):
+        # Both are text columns in SQL; a one-line name and a list of IANA zones.
+        if db_field.name == "name":
+            kwargs["widget"] = forms.TextInput(attrs={"size": 40})
+        elif db_field.name == "time_zone":
+            zones = sorted(zoneinfo.available_timezones())
+            kwargs["widget"] = forms.Select(choices=[(zone, zone) for zone in zones])
+        return super().formfield_for_dbfield(db_field, request, **kwargs)
 
 
 @admin.register(Page)

@@ -76,10 +76,10 @@ ADMIN_PASSWORD=$(cat var/demo-admin-password)
 cat <<TXT
 
 Running in the background (bash scripts/processes.sh status; stop all with: make stop):
-  API          $BASE/api/             (demo user: demo / ${DEMO_PASSWORD:-metriflow-Demo-2024})
-  Swagger UI   $BASE/api/docs/        (Authorize with the access token of POST /api/auth/token)
+  Dashboard    $BASE/                 (log in as the demo user: demo / ${DEMO_PASSWORD:-metriflow-Demo-2024})
+  Swagger UI   $BASE/api/docs/        (the API; Authorize with the access token of POST /api/auth/token)
   ReDoc        $BASE/api/redoc/
-  Browsable    $BASE/api/reports/summary?from=$FIRST&to=$TO   (log in at $BASE/api/auth/browser/login/)
+  Browsable    $BASE/api/reports/summary?from=$FIRST&to=$TO   (log in at $BASE/api/auth/browser/login/?next=/api/reports/summary)
   Admin        $BASE/admin/           (staff user: demo-admin / $ADMIN_PASSWORD)
   Sites        $BASE/api/sites        (manage.py sites list; grant / revoke USERNAME HOST)
   Flower       http://127.0.0.1:${FLOWER_PORT:-5555}/   (basic auth: $(cat var/flower-credentials 2>/dev/null || echo "\$FLOWER_BASIC_AUTH"))

@@ -85,6 +85,8 @@ def test_staff_edit_name_and_time_zone_in_the_admin_with_members_inline(client):
     url = reverse("admin:pipeline_site_change", args=[site.pk])
     page = client.get(url).content.decode()
     assert 'name="time_zone"' in page and 'name="name"' in page
+    assert '<select name="time_zone"' in page and '<option value="Europe/Paris">' in page
+    assert '<input type="text" name="name"' in page  # one line, not a text area
     assert 'name="host"' not in page  # the host is the contract's site: read-only
     assert "members (viewers and admins" in page.lower() and "ann" in page
     form = {

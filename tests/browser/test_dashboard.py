@@ -15,7 +15,8 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 from django.db import connection
 
-from tests.factories import PASSWORD, StaffFactory
+from pipeline.models import Site
+from tests.factories import PASSWORD, MembershipFactory, StaffFactory, UserFactory
 
 from .conftest import SCREENSHOTS, shot
 from .data import load_dataset
@@ -407,3 +408,36 @@ def test_phone_and_desktop_widths_and_the_keyboard(page, app_server, staff):
     act(page, lambda: page.keyboard.press("ArrowUp"))
     assert query(page)["range"] == "24h"
     assert page.evaluate("document.activeElement.id") == "range"
+
+
+def test_a_member_sees_only_their_site_and_a_user_without_sites_is_told_so(
+    page, app_server, tmp_path
+):
+    load_dataset(tmp_path)
+    (mine, host), (other, _) = sites()[:2]
+    viewer = UserFactory(username="dash-viewer")
+    MembershipFactory(user=viewer, site=Site.objects.get(pk=mine))
+    log_in(page, app_server.base, viewer.username)
+    end = ceil_day(newest_hour() + HOUR)
+    assert_cards(page, expected(end - 28 * DAY, end, site=mine))
+    assert expected(end - 28 * DAY, end, site=other)["views"] > 0  # there is more to hide
+    # One site: the picker offers it alone, and the top pages are that site's only.
+    assert page.locator("#site option").all_inner_texts() == [host]
+    (listed,) = sql_one(
+        "SELECT count(DISTINCT page_id) FROM page_hour WHERE site_id = %s AND hour >= %s "
+        "AND hour < %s",
+        [mine, end - 28 * DAY, end],
+    )
+    assert page.locator("#pages-table tbody tr").count() == min(listed, 20)
+    shot(page, "dashboard-viewer")
+
+    fresh = page.context.browser.new_context(viewport={"width": 1280, "height": 900})
+    try:
+        tab = fresh.new_page()
+        UserFactory(username="dash-nobody")
+        log_in(tab, app_server.base, "dash-nobody")
+        assert "You have no sites yet" in tab.locator("#notice").inner_text()
+        assert card(tab, "views")[0] in (None, 0.0)
+        shot(tab, "dashboard-no-sites")
+    finally:
+        fresh.close()

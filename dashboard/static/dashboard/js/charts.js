@@ -86,7 +86,7 @@ export function trafficChart(el, series, compare) {
     height: 260,
     series: [{ label: "Time", value: (u, v) => (v == null ? "" : fmt.when(v * 1000)) }, ...lines],
     axes: [timeAxis, valueAxis(fmt.count)],
-    scales: { y: { range: (u, min, max) => [0, Math.max(1, max) * 1.05] } },
+    scales: { y: { range: (u, min, max) => [0, Math.max(10, max) * 1.05] } },
   }, data);
 }
 

@@ -388,7 +388,14 @@ async function render() {
     const compare = Boolean(summary.previous);
     const messages = [];
     if (state.compare && !compare) messages.push("The API gives no comparison for this view.");
-    if (!bounds && state.range !== "custom") messages.push("No data yet: the range ends now.");
+    if (sites && !sites.length) {
+      messages.push(
+        "You have no sites yet: a site's admin or a staff member can grant you one "
+        + "(the admin's Sites page, or manage.py sites grant USERNAME HOST).",
+      );
+    } else if (!bounds && state.range !== "custom") {
+      messages.push("No data yet: the range ends now.");
+    }
     notice(messages);
     syncControls(state, range);
 
