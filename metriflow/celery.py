@@ -18,6 +18,7 @@ requeues them.
 import logging
 import os
 
+from amqp import spec
 from celery import Celery, bootsteps
 from kombu import Exchange, Queue
 
@@ -53,6 +54,13 @@ def declare_dead_letter(channel) -> None:
     """Declares the dead-letter exchange, the ``dead_letter`` queue and their binding
     (idempotent; durable, so a broker restart keeps them and their messages)."""
     DEAD_LETTER_QUEUE.bind(channel).declare()
+
+
+def recover(channel) -> None:
+    """Gives back every message this channel holds unacknowledged (``basic.recover``
+    with requeue), waiting for the broker's ``recover-ok`` so that closing the channel
+    next does not race it."""
+    channel.send_method(spec.Basic.Recover, "b", (True,), wait=spec.Basic.RecoverOk)
 
 
 class DeadLetterDeclaration(bootsteps.StartStopStep):

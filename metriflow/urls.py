@@ -1,8 +1,17 @@
 from django.contrib import admin
+from django.http import HttpResponsePermanentRedirect
+from django.templatetags.static import static
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
+
+def favicon(request):
+    """Browsers ask every host for /favicon.ico: the project's icon, by its hashed name."""
+    return HttpResponsePermanentRedirect(static("metriflow/favicon.svg"))
+
+
 urlpatterns = [
+    path("favicon.ico", favicon),
     path("admin/", admin.site.urls),
     path("api/", include("reporting.urls")),
     path("api/", include("apikeys.urls")),  # /api/keys

@@ -9,7 +9,7 @@ from datetime import datetime
 from django.db import OperationalError, connection, transaction
 from psycopg import errors, sql
 
-from metriflow.celery import DEAD_LETTER_QUEUE, app, declare_dead_letter
+from metriflow.celery import DEAD_LETTER_QUEUE, app, declare_dead_letter, recover
 
 from .models import TaskFailure
 
@@ -142,7 +142,7 @@ def dead_letters(limit: int | None = None) -> tuple[int, list[DeadLetter]]:
                         break
                     letters.append(dead_letter_of(message))
             finally:
-                channel.basic_recover(requeue=True)
+                recover(channel)
         finally:
             channel.close()
     failures = TaskFailure.objects.in_bulk([x.task_id for x in letters if x.task_id])

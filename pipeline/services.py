@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from kombu import Producer
 
-from metriflow.celery import DEAD_LETTER_QUEUE, PIPELINE_EXCHANGE, app, declare_dead_letter
+from metriflow.celery import DEAD_LETTER_QUEUE, PIPELINE_EXCHANGE, app, declare_dead_letter, recover
 
 from . import selectors, stages, tasks
 from .models import PipelineLedger
@@ -157,7 +157,7 @@ def requeue_dead_letters() -> list[Requeued]:
                 channel.basic_ack(message.delivery_tag)
                 done.append(Requeued(letter, queue.name))
             if held:
-                channel.basic_recover(requeue=True)  # back in their places
+                recover(channel)  # back in their places
         finally:
             channel.close()
     return done

@@ -96,7 +96,9 @@ def test_a_task_failed_for_good_is_kept_listed_and_requeued(tmp_path, test_datab
                 assert failure.error.startswith("ValueError: a daily window starts on a UTC month")
 
             # Listing shows task, arguments, error, time and queue, and consumes nothing.
-            listings = [run_manage("pipeline", "dead-letters", env=env).stdout for _ in range(2)]
+            runs = [run_manage("pipeline", "dead-letters", env=env) for _ in range(2)]
+            assert [run.stderr for run in runs] == ["", ""]  # no warning from the channel
+            listings = [run.stdout for run in runs]
             assert listings[0] == listings[1]
             listing = listings[0]
             assert listing.startswith("2 dead letter(s) in dead_letter\n")

@@ -41,3 +41,10 @@ def test_hashed_files_are_compressed_and_cached_for_good(app_server):
     assert "immutable" in headers["Cache-Control"]
     assert "max-age=315360000" in headers["Cache-Control"]
     assert body[:2] == b"\x1f\x8b"
+
+
+def test_the_favicon_is_the_projects_own(app_server):
+    status, headers, body = get(app_server.base + "/favicon.ico")
+    assert status == 200  # after the redirect to its hashed static name
+    assert headers["Content-Type"].startswith("image/svg+xml")
+    assert body.startswith(b"<svg")
