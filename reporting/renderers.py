@@ -13,12 +13,17 @@ built from the view's parameter serializer (``query_serializer``).
 from __future__ import annotations
 
 import json
+import re
 
 import orjson
 from django.template.loader import render_to_string
+from django.utils.html import escape
+from django.utils.safestring import SafeString, mark_safe
 from rest_framework import serializers
 from rest_framework.renderers import BrowsableAPIRenderer, JSONRenderer
 
+# A Markdown code span of a help text (`previous`), as the OpenAPI documents write them.
+CODE_SPAN = re.compile(r"`([^`]+)`")
 # Times in UTC with a Z; non-string keys (page ids) allowed.
 JSON_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_UTC_Z
 
@@ -68,7 +73,7 @@ def _form_field(name: str, field: serializers.Field, given: str | None) -> dict:
         "name": name,
         "id": f"id_{name}",
         "label": field.label or name.replace("_", " ").capitalize(),
-        "help_text": field.help_text or "",
+        "help_text": help_html(field.help_text or ""),
         "required": field.required,
         "value": "" if value is serializers.empty or value is None else str(value),
         "placeholder": "",
@@ -86,3 +91,8 @@ def _form_field(name: str, field: serializers.Field, given: str | None) -> dict:
     elif name in ("from", "to"):
         out["placeholder"] = "2025-01-01T00:00:00Z"
     return out
+
+
+def help_html(text: str) -> SafeString:
+    """A field's help text as HTML: escaped, its Markdown code spans as ``<code>``."""
+    return mark_safe(CODE_SPAN.sub(r"<code>\1</code>", escape(text)))

@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
@@ -16,6 +17,7 @@ import pytest
 from django.db import connection
 
 from pipeline.models import Site
+from reporting.serializers import compare_field
 from tests.factories import PASSWORD, MembershipFactory, StaffFactory, UserFactory
 
 from .conftest import SCREENSHOTS, shot
@@ -112,13 +114,18 @@ def renders(tab) -> int:
     return int(tab.get_attribute("#dashboard", "data-renders") or 0)
 
 
-def wait_drawn(tab, after: int = 0) -> None:
+def wait_rendered(tab, after: int = 0) -> None:
     """Waits until the dashboard finished a render later than the ``after``-th."""
     tab.wait_for_function(
         "n => { const d = document.getElementById('dashboard');"
         " return Number(d.dataset.renders || 0) > n && d.getAttribute('aria-busy') === 'false'; }",
         arg=after,
     )
+
+
+def wait_drawn(tab, after: int = 0) -> None:
+    """Waits for a render later than the ``after``-th that showed no error."""
+    wait_rendered(tab, after)
     error = tab.locator("#error")
     assert not error.is_visible(), error.inner_text()
 
@@ -135,6 +142,11 @@ def card(tab, metric: str) -> tuple[float | None, str]:
     box = tab.locator(f'.card[data-metric="{metric}"]')
     raw = box.get_attribute("data-value")
     return (float(raw) if raw else None), box.locator(".card-value").inner_text()
+
+
+def text(tab, selector: str) -> str:
+    """An element's text as read, runs of white space as one space."""
+    return " ".join(tab.locator(selector).inner_text().split())
 
 
 def query(tab) -> dict[str, str]:
@@ -194,6 +206,9 @@ def test_log_in_and_read_the_headline_figures(page, app_server, staff):
     assert "Good ≤ 2.50 s" in legend and "Poor > 4.00 s" in legend, legend
     assert "Good ≤ 0.10" in page.locator("#chart-cls .u-legend").inner_text()
     assert "Good ≤ 200 ms" in page.locator("#chart-inp_ms .u-legend").inner_text()
+    assert_idle_legends(page)
+    assert_traffic_gaps_outside_the_data(page, end)
+    assert_hovered_legend(page)
     # Freshness of the answer.
     assert page.get_attribute("#freshness", "data-pending") == "false"
     assert page.get_attribute("#freshness", "data-run-at")
@@ -205,7 +220,86 @@ def test_log_in_and_read_the_headline_figures(page, app_server, staff):
     assert any("/static/dashboard/js/main." in u for u in page.requests.urls)
     assert any("/static/dashboard/vendor/uplot/uPlot.esm." in u for u in page.requests.urls)
     assert not page.requests.failed, page.requests.failed
+    assert text(page, "#downloads") == "Download CSV: time series · summary · top pages"
     shot(page, "dashboard-1280")
+
+
+def legend(tab, chart: str) -> list[list[str]]:
+    """A chart's legend as read: each shown row's label and its shown value cells."""
+    return tab.evaluate(
+        """id => [...document.querySelectorAll(`#${id} .u-legend tr`)]
+            .filter(row => row.offsetParent)
+            .map(row => [...row.querySelectorAll('th, td')].filter(c => c.offsetParent)
+              .map(c => c.innerText.trim()))""",
+        chart,
+    )
+
+
+def assert_idle_legends(tab) -> None:
+    """Nothing hovered: each legend is a key, names (and thresholds) without empty
+    values, colons, a time row or the table's rules."""
+    assert legend(tab, "chart-traffic") == [["Views"], ["Sessions"], ["Users"]]
+    assert legend(tab, "chart-lcp_ms") == [["LCP p75"], ["Good ≤ 2.50 s"], ["Poor > 4.00 s"]]
+    assert legend(tab, "chart-cls-shares") == [["Poor"], ["Needs improvement"], ["Good"]]
+    idle = tab.evaluate(
+        """() => [...document.querySelectorAll('.u-legend')].map(l => ({
+            values: [...l.querySelectorAll('td.u-value')].filter(c => c.offsetParent).length,
+            colons: [...l.querySelectorAll('tr.u-series:not([style*=none]) th')]
+              .filter(th => th.offsetParent)
+              .map(th => getComputedStyle(th, '::after').content)
+              .filter(c => c !== 'none' && c !== 'normal').length,
+            rules: [...l.querySelectorAll('th, td')]
+              .filter(c => getComputedStyle(c).borderBottomStyle !== 'none').length,
+        }))"""
+    )
+    assert len(idle) == 7  # traffic, and a p75 and a shares chart per vital
+    assert all(legend == {"values": 0, "colons": 0, "rules": 0} for legend in idle), idle
+
+
+def assert_hovered_legend(tab) -> None:
+    """Over a bucket, the traffic legend gives its time and figures."""
+    box = tab.locator("#chart-traffic .u-over").bounding_box()
+    x = tab.evaluate(
+        "() => { const u = document.getElementById('chart-traffic').uplot;"
+        " return u.valToPos(u.data[0][u.data[0].length - 2], 'x'); }"
+    )
+    tab.mouse.move(box["x"] + x, box["y"] + box["height"] / 2)
+    tab.wait_for_function("() => document.getElementById('chart-traffic').uplot.cursor.idx != null")
+    start = datetime.fromtimestamp(
+        tab.evaluate(
+            "() => { const u = document.getElementById('chart-traffic').uplot;"
+            " return u.data[0][u.cursor.idx]; }"
+        ),
+        UTC,
+    )
+    figures = expected(start, start + DAY)
+    (label, when), *rows = legend(tab, "chart-traffic")
+    assert label == "Time" and when.endswith("UTC") and start.strftime("%b %Y") in when, when
+    assert rows == [
+        ["Views", f"{figures['views']:,}"],
+        ["Sessions", f"{figures['sessions']:,}"],
+        ["Users", f"{figures['users']:,}"],
+    ]
+    tab.mouse.move(0, 0)
+
+
+def assert_traffic_gaps_outside_the_data(tab, end: datetime) -> None:
+    """Days before the first hour with data are gaps (no value), not 0, in traffic
+    as in the vitals; every day from it on has the views of page_hour."""
+    first = sql_one("SELECT min(hour) FROM page_hour", [])[0]
+    days, views, lcp = tab.evaluate(
+        "() => { const t = document.getElementById('chart-traffic').uplot.data;"
+        " const v = document.getElementById('chart-lcp_ms').uplot.data;"
+        " return [t[0], t[1], v[1]]; }"
+    )
+    assert len(days) == 28
+    starts = [datetime.fromtimestamp(day, UTC) for day in days]
+    assert starts[-1] + DAY == end
+    rows = list(zip(starts, views, lcp, strict=True))
+    before = [(view, vital) for start, view, vital in rows if start + DAY <= first]
+    assert before and all(row == (None, None) for row in before), before
+    shown = [(start, view) for start, view, _ in rows if start + DAY > first]
+    assert shown and all(view == expected(s, s + DAY)["views"] for s, view in shown), shown
 
 
 def test_presets_sites_comparison_and_history(page, app_server, staff):
@@ -335,7 +429,11 @@ def test_top_pages_sort_filter_paginate_and_open_a_page(page, app_server, staff)
     assert page.locator("#title").inner_text() == url
     assert_cards(page, expected(start, end, page=page_id))
     assert not page.locator("#pages-section").is_visible()
+    # Its downloads: the two reports it shows, one separator between them.
+    assert text(page, "#downloads") == "Download CSV: time series · summary"
+    assert page.locator("#csv-pages").count() == 0
     act(page, page.go_back)
+    assert text(page, "#downloads") == "Download CSV: time series · summary · top pages"
     assert "page" not in query(page)
     assert not page.requests.foreign(), page.requests.foreign()
 
@@ -441,3 +539,66 @@ def test_a_member_sees_only_their_site_and_a_user_without_sites_is_told_so(
         shot(tab, "dashboard-no-sites")
     finally:
         fresh.close()
+
+
+def test_a_site_or_a_page_that_is_not_there_is_said_so(page, app_server, staff):
+    base = app_server.base
+    log_in(page, base, staff.username)
+    (missing_site,) = sql_one("SELECT coalesce(max(id), 0) + 999 FROM site", [])
+    (missing_page,) = sql_one("SELECT coalesce(max(id), 0) + 99999 FROM page", [])
+
+    page.goto(f"{base}/?site={missing_site}")
+    wait_rendered(page)
+    assert text(page, "#error") == f"There is no site {missing_site} you can see. ← All sites"
+    assert text(page, "#title") == f"Site {missing_site}"
+    # The controls show the defaults, the site picker the site asked for.
+    assert page.locator("#range").input_value() == "28d"
+    assert page.locator("#limit").input_value() == "20"
+    assert page.locator("#order").input_value() == "-views"
+    assert page.locator("#site").input_value() == str(missing_site)
+    assert text(page, "#site option:checked") == f"{missing_site} (not found)"
+    # Nothing drawn, nothing to download.
+    assert not page.locator("#downloads").is_visible()
+    assert page.locator(".card").count() == 0
+    assert page.locator(".chart canvas").count() == 0
+    assert not page.locator("#pages-section").is_visible()
+    shot(page, "dashboard-no-such-site")
+    act(page, lambda: page.click("#error-link"))
+    assert query(page) == {}
+    assert page.locator("#site").input_value() == ""
+    assert page.locator("#downloads").is_visible()
+
+    # A page, with values of the URL that the controls keep.
+    page.goto(f"{base}/?page={missing_page}&range=7d&limit=50&compare=previous_period")
+    wait_rendered(page)
+    assert text(page, "#error") == f"There is no page {missing_page} you can see. ← All pages"
+    assert text(page, "#title") == f"Page {missing_page}"
+    assert page.locator("#range").input_value() == "7d"
+    assert page.locator("#limit").input_value() == "50"
+    assert page.locator("#compare").input_value() == "previous_period"
+    assert page.locator("#site").input_value() == ""
+    assert not page.locator("#downloads").is_visible()
+    assert page.locator(".card").count() == 0
+    shot(page, "dashboard-no-such-page")
+    act(page, lambda: page.click("#error-link"))
+    assert query(page) == {"range": "7d", "limit": "50", "compare": "previous_period"}
+    assert page.locator("#pages-table tbody tr").count() > 0
+
+
+def test_the_browsable_api_form_has_even_fields_and_plain_help(page, app_server, staff):
+    """The report form of the browsable API: every field as wide as the others, and
+    the help texts' code spans shown as code, not as Markdown."""
+    base = app_server.base
+    log_in(page, base, staff.username)
+    page.goto(f"{base}/api/reports/summary?from=2024-12-30&to=2025-01-02")
+    widths = {
+        name: page.locator(f"#id_{name}").bounding_box()["width"]
+        for name in ("from", "to", "site", "page", "compare")
+    }
+    assert max(widths.values()) - min(widths.values()) < 1, widths
+    help_text = page.locator("#id_compare + .help-block")
+    assert "`" not in help_text.inner_text()
+    spans = re.findall(r"`([^`]+)`", compare_field().help_text)
+    assert help_text.locator("code").all_inner_texts() == spans
+    assert "previous" in spans and "change" in spans
+    shot(page, "browsable-summary-form")

@@ -62,9 +62,24 @@ function valueAxis(format, extra = {}) {
 
 const timeAxis = { grid: { stroke: "#eeeeee" } };
 
-/** Views, sessions and users per bucket; with `compare`, the previous period dashed. */
-export function trafficChart(el, series, compare) {
+// The legends are a key while nothing is hovered: a value cell is empty (and
+// dashboard.css hides it, with the time row) until the cursor is over a bucket.
+const hovered = (format) => (u, v, si, i) => (i == null ? "" : format(v));
+const TIME_SERIES = { label: "Time", value: hovered((v) => (v == null ? "" : fmt.when(v * 1000))) };
+// A threshold's label says its value; its value cell stays empty.
+const noValue = () => "";
+
+/**
+ * Views, sessions and users per bucket; with `compare`, the previous period dashed.
+ * `span` = {first, last}: the first and last hour with data (ms). A bucket wholly
+ * outside it has no value (a gap), not 0: no data was collected then. Inside it a
+ * bucket without sessions is a real 0.
+ */
+export function trafficChart(el, series, compare, span = null) {
   const x = series.map((p) => seconds(p.start));
+  const outside = (p) =>
+    span != null && (Date.parse(p.end) <= span.first || Date.parse(p.start) > span.last);
+  const traffic = (p, key) => (outside(p) ? null : get(p, ["traffic", key]));
   const metrics = [
     ["views", "Views", COLOURS.blue],
     ["sessions", "Sessions", COLOURS.orange],
@@ -73,18 +88,18 @@ export function trafficChart(el, series, compare) {
   const lines = [];
   const data = [x];
   for (const [key, label, colour] of metrics) {
-    lines.push({ label, stroke: colour, width: 2, value: (u, v) => fmt.count(v) });
-    data.push(series.map((p) => get(p, ["traffic", key])));
+    lines.push({ label, stroke: colour, width: 2, value: hovered(fmt.count) });
+    data.push(series.map((p) => traffic(p, key)));
   }
   if (compare) {
     for (const [key, label, colour] of metrics) {
-      lines.push({ label: `${label} (compared)`, stroke: colour, width: 1.5, dash: DASH, value: (u, v) => fmt.count(v) });
+      lines.push({ label: `${label} (compared)`, stroke: colour, width: 1.5, dash: DASH, value: hovered(fmt.count) });
       data.push(series.map((p) => get(p, ["previous", "traffic", key])));
     }
   }
   return draw(el, {
     height: 260,
-    series: [{ label: "Time", value: (u, v) => (v == null ? "" : fmt.when(v * 1000)) }, ...lines],
+    series: [TIME_SERIES, ...lines],
     axes: [timeAxis, valueAxis(fmt.count)],
     scales: { y: { range: (u, min, max) => [0, Math.max(10, max) * 1.05] } },
   }, data);
@@ -96,21 +111,21 @@ export function vitalChart(el, vital, series, strategy, thresholds, compare) {
   const x = series.map((p) => seconds(p.start));
   const [good, poor] = thresholds;
   const lines = [
-    { label: `${VITAL_NAMES[vital]} p75`, stroke: COLOURS.blue, width: 2, value: (u, v) => format(v), spanGaps: false },
+    { label: `${VITAL_NAMES[vital]} p75`, stroke: COLOURS.blue, width: 2, value: hovered(format), spanGaps: false },
   ];
   const data = [x, series.map((p) => get(p, ["performance", strategy, vital, "p75"]))];
   if (compare) {
-    lines.push({ label: "p75 (compared)", stroke: COLOURS.blue, width: 1.5, dash: DASH, value: (u, v) => format(v) });
+    lines.push({ label: "p75 (compared)", stroke: COLOURS.blue, width: 1.5, dash: DASH, value: hovered(format) });
     data.push(series.map((p) => get(p, ["previous", "performance", strategy, vital, "p75"])));
   }
   lines.push(
-    { label: `Good ≤ ${format(good)}`, stroke: COLOURS.green, width: 1.5, dash: [2, 3], points: { show: false }, value: () => format(good) },
-    { label: `Poor > ${format(poor)}`, stroke: COLOURS.vermillion, width: 1.5, dash: [2, 3], points: { show: false }, value: () => format(poor) },
+    { label: `Good ≤ ${format(good)}`, stroke: COLOURS.green, width: 1.5, dash: [2, 3], points: { show: false }, value: noValue },
+    { label: `Poor > ${format(poor)}`, stroke: COLOURS.vermillion, width: 1.5, dash: [2, 3], points: { show: false }, value: noValue },
   );
   data.push(x.map(() => good), x.map(() => poor));
   return draw(el, {
     height: 190,
-    series: [{ label: "Time", value: (u, v) => (v == null ? "" : fmt.when(v * 1000)) }, ...lines],
+    series: [TIME_SERIES, ...lines],
     axes: [timeAxis, valueAxis(format)],
     scales: { y: { range: (u, min, max) => [0, Math.max(max ?? 0, poor) * 1.1] } },
   }, data);
@@ -136,7 +151,7 @@ export function sharesChart(el, vital, series, strategy) {
   return draw(el, {
     height: 130,
     series: [
-      { label: "Time", value: (u, v) => (v == null ? "" : fmt.when(v * 1000)) },
+      TIME_SERIES,
       { label: "Poor", stroke: COLOURS.vermillion, fill: COLOURS.vermillion, paths: bars, points: { show: false }, value: shown(poor) },
       { label: "Needs improvement", stroke: COLOURS.yellow, fill: COLOURS.yellow, paths: bars, points: { show: false }, value: shown(middle) },
       { label: "Good", stroke: COLOURS.green, fill: COLOURS.green, paths: bars, points: { show: false }, value: shown(good) },

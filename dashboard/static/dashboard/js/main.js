@@ -8,7 +8,7 @@ import * as fmt from "dashboard/format.js";
 import { clearCharts, sharesChart, trafficChart, vitalChart, VITAL_NAMES } from "dashboard/charts.js";
 import { fillOrderSelect, renderPages } from "dashboard/pages.js";
 import {
-  autoGranularity, isoDay, isoHour, parseState, resolveRange, stateQuery, withState,
+  autoGranularity, isoDay, isoHour, parseBound, parseState, resolveRange, stateQuery, withState,
 } from "dashboard/state.js";
 
 const CONFIG = JSON.parse(document.getElementById("dashboard-config").textContent);
@@ -48,6 +48,18 @@ function loadSites() {
     return Array.isArray(list) ? list : null;
   }).catch(() => null);
   return sitesPromise;
+}
+
+/** The site of `key` (its host or its id) among the user's sites, or undefined. */
+const findSite = (sites, key) => sites?.find((s) => s.host === key || String(s.id) === key);
+
+/** A site or page of the URL that the user cannot see (or that does not exist). */
+class NotFound extends Error {
+  constructor(message, title, link) {
+    super(message);
+    this.title = title;
+    this.link = link;
+  }
 }
 
 const hourOf = (value) => (value ? Date.parse(value) : NaN);
@@ -98,7 +110,7 @@ async function probeBounds(site) {
 
 async function boundsFor(state, sites) {
   if (sites) {
-    const chosen = state.site ? sites.filter((s) => s.host === state.site || String(s.id) === state.site) : sites;
+    const chosen = state.site ? sites.filter((s) => s === findSite(sites, state.site)) : sites;
     const known = chosen.map(siteBounds).filter(Boolean);
     if (known.length) {
       return {
@@ -130,17 +142,23 @@ function showSites(sites, state) {
   const options = [];
   if (sites.length > 1) options.push(new Option("All sites", ""));
   for (const site of sites) options.push(new Option(site.name || site.host, site.host));
+  const chosen = state.site ? findSite(sites, state.site) : sites.length === 1 ? sites[0] : null;
+  if (state.site && !chosen) options.push(new Option(`${state.site} (not found)`, state.site));
   select.replaceChildren(...options);
-  select.value = state.site || (sites.length === 1 ? sites[0].host : "");
+  select.value = chosen ? chosen.host : state.site;
   box.hidden = false;
 }
 
+/** The controls show the state (the URL's values, else the defaults); `range`, once
+ * resolved, gives the days of the custom-range inputs. */
 function syncControls(state, range) {
   controls.range.value = state.range;
   $("custom-range").hidden = state.range !== "custom";
-  if (range && !range.error) {
-    controls.from.value = isoDay(range.from);
-    controls.to.value = isoDay(Math.ceil(range.to / 86400000) * 86400000 - 86400000);
+  const custom = { from: parseBound(state.from), to: parseBound(state.to) };
+  const days = range && !range.error ? range : state.range === "custom" ? custom : null;
+  if (days && Number.isFinite(days.from) && Number.isFinite(days.to)) {
+    controls.from.value = isoDay(days.from);
+    controls.to.value = isoDay(Math.ceil(days.to / 86400000) * 86400000 - 86400000);
   }
   controls.compare.value = state.compare;
   controls.granularity.value = state.granularity;
@@ -203,10 +221,40 @@ window.addEventListener("popstate", () => render());
 
 // ------------------------------------------------------------------ drawing
 
-function showError(message) {
+/** The error box: a message, and a `link` ({href, text}) out of the failed view. */
+function showError(message, link = null) {
   const box = $("error");
   box.textContent = message || "";
+  if (message && link) {
+    const a = document.createElement("a");
+    a.href = link.href;
+    a.className = "nav";
+    a.id = "error-link";
+    a.textContent = link.text;
+    box.append(" ", a);
+  }
   box.hidden = !message;
+}
+
+// The CSV downloads of the view shown, separated by " · " (none when a view failed).
+const CSV = { timeseries: $("csv-timeseries"), summary: $("csv-summary"), pages: $("csv-pages") };
+
+function showDownloads(links) {
+  const box = $("csv-links");
+  box.replaceChildren();
+  links.forEach((link, i) => box.append(...(i ? [" · ", link] : [link])));
+  $("downloads").hidden = !links.length;
+}
+
+/** Takes away what an earlier view drew, so a failed view shows nothing stale. */
+function clearView() {
+  clearCharts();
+  for (const id of ["cards", "chart-traffic", "vitals"]) $(id).replaceChildren();
+  $("pages-section").hidden = true;
+  $("range-label").textContent = "";
+  $("compare-label").textContent = "";
+  $("page-back").hidden = true;
+  renderFreshness(null);
 }
 
 function notice(messages) {
@@ -359,30 +407,55 @@ async function render() {
   const root = $("dashboard");
   root.setAttribute("aria-busy", "true");
   showError("");
+  showDownloads([]);
   const state = current();
+  syncControls(state, null); // the URL's values (or the defaults) from the start
+  const allSites = {
+    href: pageHref(state, { site: "", page: "", cursor: "", prefix: "" }), text: "← All sites",
+  };
+  const noSite = () => new NotFound(`There is no site ${state.site} you can see.`, `Site ${state.site}`, allSites);
   try {
     const sites = await loadSites();
     if (token !== renderToken) return;
     showSites(sites, state);
-    const site = state.site || (sites && sites.length === 1 ? sites[0].host : "");
-    const bounds = state.range === "custom" ? null : await boundsFor({ ...state, site }, sites);
+    if (state.site && sites && !findSite(sites, state.site)) throw noSite();
+    const site = findSite(sites, state.site)?.host ?? state.site ?? "";
+    const only = !state.site && sites && sites.length === 1 ? sites[0].host : site;
+    let bounds;
+    try {
+      bounds = state.range === "custom" && !sites ? null : await boundsFor({ ...state, site: only }, sites);
+    } catch (error) {
+      // Without the list of sites, an unknown site shows here first.
+      if (error instanceof ApiError && error.status === 404 && state.site) throw noSite();
+      throw error;
+    }
     if (token !== renderToken) return;
     const range = resolveRange(state, bounds);
     syncControls(state, range);
     if (range.error) throw new Error(range.error);
     const granularity = state.granularity || autoGranularity(range.from, range.to);
     const base = { from: isoHour(range.from), to: isoHour(range.to) };
-    const filter = { ...base, site: state.page ? "" : site, page: state.page };
+    const filter = { ...base, site: state.page ? "" : only, page: state.page };
     const pagesParams = {
-      ...base, site, path_prefix: state.prefix, order_by: state.order,
+      ...base, site: only, path_prefix: state.prefix, order_by: state.order,
       limit: Math.min(Number(state.limit), CONFIG.maxPageSize), cursor: state.cursor,
     };
-    const [summary, series, pages, page] = await Promise.all([
+    const pageAnswer = state.page ? getJson(`/api/reports/pages/${state.page}`, base) : null;
+    const reports = Promise.all([
       withCompare("/api/reports/summary", filter, state.compare),
       withCompare("/api/reports/timeseries", { ...filter, granularity }, state.compare),
       state.page ? null : mustJson("/api/reports/pages", pagesParams),
-      state.page ? getJson(`/api/reports/pages/${state.page}`, base) : null,
     ]);
+    reports.catch(() => {}); // a page that is not there is the error to show, below
+    const page = await pageAnswer;
+    if (token !== renderToken) return;
+    if (page && page.status === 404) {
+      throw new NotFound(`There is no page ${state.page} you can see.`, `Page ${state.page}`, {
+        href: pageHref(state, { page: "", cursor: "" }), text: "← All pages",
+      });
+    }
+    if (page && !page.ok) throw new ApiError(page.status, page.data, page.url);
+    const [summary, series, pages] = await reports;
     if (token !== renderToken) return;
 
     const compare = Boolean(summary.previous);
@@ -399,8 +472,7 @@ async function render() {
     notice(messages);
     syncControls(state, range);
 
-    $("title").textContent = page ? (page.ok ? page.data.page.url : `Page ${state.page}`) : state.site ? (sites?.find((s) => s.host === state.site)?.name || state.site) : "All pages";
-    if (page && !page.ok) showError(page.status === 404 ? "There is no such page." : new ApiError(page.status, page.data, page.url).message);
+    $("title").textContent = page ? page.data.page.url : state.site ? (findSite(sites, state.site)?.name || state.site) : "All pages";
     $("page-back").hidden = !state.page;
     $("all-pages-link").href = pageHref(state, { page: "" });
     $("range-label").textContent = `${fmt.range(range.from, range.to)}, per ${granularity === "interval" ? `${CONFIG.intervalHours} hours` : granularity}.`;
@@ -410,15 +482,15 @@ async function render() {
 
     renderCards(summary, state);
     clearCharts();
-    trafficChart($("chart-traffic"), series.series, Boolean(series.series.some((p) => p.previous)));
+    trafficChart($("chart-traffic"), series.series, Boolean(series.series.some((p) => p.previous)), bounds);
     renderVitals(series.series, state, series.series.some((p) => p.previous));
     $("pages-section").hidden = Boolean(state.page);
     if (pages) renderTable(pages, state, sites);
     renderFreshness(summary);
-    $("csv-summary").href = apiUrl("/api/reports/summary", { ...filter, format: "csv" });
-    $("csv-timeseries").href = apiUrl("/api/reports/timeseries", { ...filter, granularity, format: "csv" });
-    $("csv-pages").href = apiUrl("/api/reports/pages", { ...pagesParams, format: "csv" });
-    $("csv-pages").hidden = Boolean(state.page);
+    CSV.summary.href = apiUrl("/api/reports/summary", { ...filter, format: "csv" });
+    CSV.timeseries.href = apiUrl("/api/reports/timeseries", { ...filter, granularity, format: "csv" });
+    CSV.pages.href = apiUrl("/api/reports/pages", { ...pagesParams, format: "csv" });
+    showDownloads(state.page ? [CSV.timeseries, CSV.summary] : [CSV.timeseries, CSV.summary, CSV.pages]);
     markLinks(root);
   } catch (error) {
     if (token !== renderToken) return;
@@ -426,7 +498,10 @@ async function render() {
       location.assign(`/login/?next=${encodeURIComponent(location.pathname + location.search)}`);
       return;
     }
-    showError(error.message || String(error));
+    clearView();
+    if (error instanceof NotFound) $("title").textContent = error.title;
+    showError(error.message || String(error), error.link);
+    markLinks($("error"));
   }
   root.setAttribute("aria-busy", "false");
   root.dataset.renders = String(Number(root.dataset.renders || 0) + 1);
