@@ -79,7 +79,8 @@ Running in the background (bash scripts/processes.sh status; stop all with: make
   Dashboard    $BASE/                 (log in as the demo user: demo / ${DEMO_PASSWORD:-metriflow-Demo-2024})
   Swagger UI   $BASE/api/docs/        (the API; Authorize with the access token of POST /api/auth/token)
   ReDoc        $BASE/api/redoc/
-  Browsable    $BASE/api/reports/summary?from=$FIRST&to=$TO   (log in at $BASE/api/auth/browser/login/?next=/api/reports/summary)
+  Browsable    $BASE/api/reports/summary?from=$FIRST&to=$TO
+               (log in at $BASE/api/auth/browser/login/?next=$($PY -c "from urllib.parse import quote; print(quote('/api/reports/summary?from=$FIRST&to=$TO', safe=''))"))
   Admin        $BASE/admin/           (staff user: demo-admin / $ADMIN_PASSWORD)
   Sites        $BASE/api/sites        (manage.py sites list; grant / revoke USERNAME HOST)
   Flower       http://127.0.0.1:${FLOWER_PORT:-5555}/   (basic auth: $(cat var/flower-credentials 2>/dev/null || echo "\$FLOWER_BASIC_AUTH"))
