@@ -12,6 +12,18 @@ pipeline`` and by the admin; none of them hold logic of their own.
 Windows: the staged stage works on one ingest batch; page, interval and daily
 on one calendar month of dirty (page, day) keys (page and interval keys carry
 the mask of their dirty hours); monthly and yearly on one calendar year.
+
+The windows at the two ends of Python's datetime range are open on the SQL
+side: the first one (starting 0001-01-01 UTC) takes every key before its end,
+the last one (December 9999 or the year 9999) every key from its start,
+``timestamptz`` reaching 294276 AD. The ledger records such a window with
+``RANGE_START`` / ``RANGE_END`` (``datetime.min`` / ``datetime.max`` in UTC), so
+that every ledger row stays readable from Python; keys are period starts, so no
+key falls between ``RANGE_END`` and the year 10000.
+
+A window that fails is recorded failed (ledger and run history) and raised to
+its caller; ``drain`` records it and goes on with the other windows and the
+later stages, returning it with its error.
 """
 
 from __future__ import annotations
@@ -39,6 +51,8 @@ NEXT_STAGE = dict(zip(STAGES, (*STAGES[1:], None), strict=True))
 WINDOW_UNIT = {"page": "month", "interval": "month", "daily": "month",
                "monthly": "year", "yearly": "year"}  # fmt: skip
 _LOCK_NAMESPACE = 0x4D47  # advisory lock class of stage windows (0x4D46: staged_ensure)
+RANGE_START = datetime.min.replace(tzinfo=UTC)  # start of the first window, open below
+RANGE_END = datetime.max.replace(tzinfo=UTC)  # end of the last window, open above
 
 
 @dataclass
@@ -49,6 +63,7 @@ class StageRun:
     rows_in: int = 0
     rows_out: int = 0
     seconds: float = 0.0
+    error: str | None = None  # a failed run's error, as the ledger records it
 
 
 def connect() -> psycopg.Connection:
@@ -66,11 +81,30 @@ def _window_start(moment: datetime, unit: str) -> datetime:
 
 
 def _window_end(start: datetime, unit: str) -> datetime:
-    if unit == "year":
-        return start.replace(year=start.year + 1)
-    if start.month == 12:
+    """The end of the window starting at ``start``; ``RANGE_END`` for the last one."""
+    if unit == "year" or start.month == 12:
+        if start.year == RANGE_END.year:
+            return RANGE_END
         return start.replace(year=start.year + 1, month=1)
     return start.replace(month=start.month + 1)
+
+
+def _sql_bounds(start: datetime, end: datetime) -> tuple[datetime | str, datetime | str]:
+    """The bounds a stage procedure gets: the windows at the ends of the range are open."""
+    return (
+        "-infinity" if start == RANGE_START else start,
+        "infinity" if end == RANGE_END else end,
+    )
+
+
+def window_label(start: datetime, end: datetime) -> str:
+    """A time window as runs and reports name it, ``2024-01-01..2024-02-01``."""
+    last = "end of range" if end == RANGE_END else f"{end:%Y-%m-%d}"
+    return f"{start:%Y-%m-%d}..{last}"
+
+
+def _error_text(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}"[:2000]
 
 
 def _lock_key(stage: str, key: int) -> tuple[int, int]:
@@ -142,7 +176,7 @@ def _ledger_fail(
 ) -> None:
     """Records a failed run, ledger and history, on a connection of its own (the stage's
     transaction, ledger row included, was rolled back)."""
-    text = f"{type(error).__name__}: {error}"[:2000]
+    text = _error_text(error)
     with connect() as conn:
         ledger_id, attempt = conn.execute(
             "INSERT INTO pipeline_ledger (stage, batch_id, window_start, window_end, status, "
@@ -202,7 +236,8 @@ def run_window(stage: str, start: datetime, *, task_id: str | None = None) -> St
         # take a key and recompute only part of its period.
         raise ValueError(f"a {stage} window starts on a UTC {WINDOW_UNIT[stage]}: {start}")
     end = _window_end(start, WINDOW_UNIT[stage])
-    window = f"{start:%Y-%m-%d}..{end:%Y-%m-%d}"
+    window = window_label(start, end)
+    low, high = _sql_bounds(start, end)
     run = _Run.begin(task_id)
     started = run.started
     try:
@@ -216,12 +251,15 @@ def run_window(stage: str, start: datetime, *, task_id: str | None = None) -> St
             ledger_id, attempt = _ledger_start(conn, stage, None, start, end)
             if stage == "interval":
                 row = conn.execute(
-                    "SELECT rows_in, rows_out FROM stage_interval(%s, %s, %s)",
-                    (start, end, settings.METRIFLOW_INTERVAL_HOURS),
+                    "SELECT rows_in, rows_out "
+                    "FROM stage_interval(%s::timestamptz, %s::timestamptz, %s)",
+                    (low, high, settings.METRIFLOW_INTERVAL_HOURS),
                 ).fetchone()
             else:
                 row = conn.execute(
-                    f"SELECT rows_in, rows_out FROM stage_{stage}(%s, %s)", (start, end)
+                    f"SELECT rows_in, rows_out FROM stage_{stage}"
+                    "(%s::timestamptz, %s::timestamptz)",
+                    (low, high),
                 ).fetchone()
             rows_in, rows_out = row
             _ledger_finish(conn, ledger_id, attempt, run, rows_in, rows_out)
@@ -245,12 +283,14 @@ def pending_batches() -> list[int]:
 
 
 def dirty_windows(stage: str) -> list[datetime]:
-    """Starts of the windows of ``stage`` that hold dirty keys."""
+    """Starts of the windows of ``stage`` that hold dirty keys. A key beyond Python's
+    datetime range belongs to the open window at that end of the range."""
+    unit = WINDOW_UNIT[stage]
     with connect() as conn:
         rows = conn.execute(
-            "SELECT DISTINCT date_trunc(%s, period_start, 'UTC') AS w FROM pipeline_dirty "
-            "WHERE stage = %s ORDER BY w",
-            (WINDOW_UNIT[stage], stage),
+            "SELECT DISTINCT greatest(least(date_trunc(%s, period_start, 'UTC'), %s), %s) AS w "
+            "FROM pipeline_dirty WHERE stage = %s ORDER BY w",
+            (unit, _window_start(RANGE_END, unit), RANGE_START, stage),
         ).fetchall()
     return [start.astimezone(UTC) for (start,) in rows]
 
@@ -264,27 +304,57 @@ def drain(stages: tuple[str, ...] = STAGES, workers: int | None = None) -> list[
     windows of the page stage: 1.6x faster side by side than one after the
     other). Batches of one source serialise on their staged table's lock; a GA
     and a PSI batch stage side by side. Runs are returned in window order.
+
+    A window that fails does not stop the others: it is recorded failed (ledger
+    and run history, by ``run_staged`` / ``run_window``), its keys stay dirty,
+    and it is returned with status ``failed`` and its error; the other windows
+    and the later stages run. The later stages never see its keys: a failed
+    window marks nothing dirty for them.
     """
     workers = workers or settings.METRIFLOW_DRAIN_WORKERS
     runs: list[StageRun] = []
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="drain") as pool:
         if "staged" in stages:
-            runs.extend(pool.map(run_staged, pending_batches()))
+            runs.extend(pool.map(_run_batch_or_fail, pending_batches()))
         for stage in TIME_STAGES:
             if stage in stages:
-                runs.extend(pool.map(functools.partial(run_window, stage), dirty_windows(stage)))
+                run = functools.partial(_run_window_or_fail, stage)
+                runs.extend(pool.map(run, dirty_windows(stage)))
     return runs
+
+
+def failed_runs(runs: list[StageRun]) -> list[StageRun]:
+    return [run for run in runs if run.status == "failed"]
+
+
+def _run_batch_or_fail(batch_id: int) -> StageRun:
+    try:
+        return run_staged(batch_id)
+    except Exception as exc:
+        logger.exception("staged batch %s failed", batch_id)
+        return StageRun("staged", f"batch {batch_id}", "failed", error=_error_text(exc))
+
+
+def _run_window_or_fail(stage: str, start: datetime) -> StageRun:
+    try:
+        return run_window(stage, start)
+    except Exception as exc:
+        logger.exception("%s window starting %s failed", stage, start.isoformat())
+        window = window_label(start, _window_end(start, WINDOW_UNIT[stage]))
+        return StageRun(stage, window, "failed", error=_error_text(exc))
 
 
 def mark_window_dirty(stage: str, start: datetime, end: datetime) -> int:
     """Marks every key of ``stage`` in [start, end) dirty, read from the stage's input
     (``mark_window_dirty`` in sql/schema/0008), so that its next run recomputes the
-    whole range; page and interval keys get all their hours. Returns the keys marked."""
+    whole range; page and interval keys get all their hours. Returns the keys marked.
+    ``RANGE_START`` / ``RANGE_END`` leave the range open at that end, as a window's."""
     if stage not in TIME_STAGES:
         raise ValueError(f"not a time-window stage: {stage}")
     with connect() as conn:
         count = conn.execute(
-            "SELECT mark_window_dirty(%s, %s, %s)", (stage, start, end)
+            "SELECT mark_window_dirty(%s, %s::timestamptz, %s::timestamptz)",
+            (stage, *_sql_bounds(start, end)),
         ).fetchone()[0]
         conn.commit()
     return count

@@ -8,7 +8,9 @@ worker's message is redelivered), retries with backoff and jitter for
 transient database errors only, and other failures rejected to the dead-letter
 queue, their error kept by task id (``record_task_failure`` on ``task_failure``,
 which Celery sends only for a failure that is final: not for a retry, nor for a
-message requeued after a lost worker). A stage task that finished its window
+message requeued after a lost worker). Every window is a task of its own: one
+that fails has been recorded failed in the ledger and run history by the stage
+before it is dead-lettered, and holds no other window back. A stage task that finished its window
 enqueues the next stage's window with an immutable signature; the periodic
 sweep re-enqueues whatever is still pending or dirty, so a lost message only
 delays work.

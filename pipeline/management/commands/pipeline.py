@@ -129,12 +129,13 @@ class Command(BaseCommand):
         runs = stages.drain(only)
         totals: dict[str, list] = {}
         for run in runs:
-            entry = totals.setdefault(run.stage, [0, 0, 0, 0.0, 0])
+            entry = totals.setdefault(run.stage, [0, 0, 0, 0.0, 0, 0])
             entry[0] += 1
             entry[1] += run.rows_in
             entry[2] += run.rows_out
             entry[3] += run.seconds
             entry[4] += run.status == "busy"
+            entry[5] += run.status == "failed"
         header = (
             f"{'stage':<9}{'windows':>9}{'keys in':>12}{'rows out':>12}{'seconds':>9}{'rows/s':>11}"
         )
@@ -143,15 +144,27 @@ class Command(BaseCommand):
         for stage in stages.STAGES:
             if stage not in totals:
                 continue
-            count, rows_in, rows_out, seconds, busy = totals[stage]
+            count, rows_in, rows_out, seconds, busy, failures = totals[stage]
             rate = rows_out / seconds if seconds else 0
-            note = f"  ({busy} busy elsewhere)" if busy else ""
+            notes = [f"{busy} busy elsewhere"] if busy else []
+            notes += [f"{failures} failed"] if failures else []
+            note = f"  ({', '.join(notes)})" if notes else ""
             self.stdout.write(
                 f"{stage:<9}{count:>9,}{rows_in:>12,}{rows_out:>12,}{seconds:>9.2f}{rate:>11,.0f}"
                 f"{note}"
             )
         if not totals:
             self.stdout.write("nothing to do: no pending batch, no dirty window")
+        failed = stages.failed_runs(runs)
+        for run in failed:
+            self.stderr.write(f"failed: {run.stage} {run.window}: {run.error}")
+        if failed:
+            names = ", ".join(f"{run.stage} {run.window}" for run in failed)
+            raise CommandError(
+                f"{len(failed)} window(s) failed, the others are done: {names} "
+                "(their keys stay dirty; `pipeline status` and the admin's pipeline "
+                "windows show them)"
+            )
 
     def _status(self) -> None:
         header = f"{'stage':<9} {'rows':>12} {'dirty':>8}  ledger"
