@@ -182,7 +182,7 @@ def test_truncated_file_keeps_records_before_the_break_and_exits_non_zero(
     assert position == complete + 1 and reason.startswith("invalid JSON")
 
 
-def test_a_corrupt_record_mid_file_breaks_there(tmp_path):
+def test_a_corrupt_record_mid_file_is_rejected_and_the_rest_loads(tmp_path):
     lines = [
         f'{{"page":"https://a.example/{i}","hour":"2024-01-01T00:00:00Z","users":1,'
         f'"sessions":1,"views":1,"bounces":0,"engagement_seconds":1.0}}'
@@ -191,8 +191,9 @@ def test_a_corrupt_record_mid_file_breaks_there(tmp_path):
     lines[6] = lines[6].replace('"users":1', '"users":1 "x"')
     (tmp_path / "ga.json").write_text("[" + ",\n".join(lines) + "]")
     [result] = ingest(tmp_path / "ga.json")
-    assert result.status == "broken" and "invalid JSON at record 7" in result.message
-    assert query("SELECT count(*) FROM raw_ga") == [(6,)]
+    assert result.status == "broken" and "not valid JSON, the first at record 7" in result.message
+    assert query("SELECT count(*) FROM raw_ga") == [(9,)]  # every record but the bad one
+    assert query("SELECT position FROM ingest_reject") == [(7,)]
 
 
 def test_ndjson_with_a_bad_line_loads_the_rest_and_says_where(tmp_path):

@@ -114,7 +114,10 @@ def test_truncated_arrays_keep_every_record_before_the_break(items, separator, c
     byte=st.sampled_from(list(b'{}[],:"0a \n')),
     block_size=st.integers(min_value=1, max_value=512),
 )
-def test_corrupt_arrays_break_where_a_strict_parser_does(items, separator, where, byte, block_size):
+def test_corrupt_arrays_lose_nothing_before_the_damage(items, separator, where, byte, block_size):
+    """A strict parser (ijson) stops at the first error; Metriflow keeps every record
+    before it the same, and at the damage either rejects that record (and reads on
+    where the array's structure allows) or reports a break there, never later."""
     data = bytearray(encode_array(items, separator, pretty=False))
     data[int(len(data) * where)] = byte
     data = bytes(data)
@@ -122,7 +125,15 @@ def test_corrupt_arrays_break_where_a_strict_parser_does(items, separator, where
     want, want_break = reference_read(data)
     if data.lstrip()[:1] != b"[":
         return  # no longer an array: read as NDJSON, covered below
-    assert (got, broken) == (want, want_break)
+    if want_break is None:
+        assert (got, broken) == (want, None)
+        return
+    assert got[: want_break - 1] == want[: want_break - 1]
+    assert not any(isinstance(r, Unreadable) for r in got[: want_break - 1])
+    if broken is not None:
+        assert broken <= max(want_break, len(got) + 1)
+    else:  # read on: the damaged record (or the damaged part) was rejected
+        assert any(isinstance(r, Unreadable) for r in got[want_break - 1 :]) or got != want
 
 
 @pytest.mark.parametrize(
@@ -135,13 +146,20 @@ def test_corrupt_arrays_break_where_a_strict_parser_does(items, separator, where
         (b'[{"a":1},\n{"a":2', [{"a": 1}], 2),  # truncated mid-record
         (b"[", [], 1),
         (b"[]", [], None),
-        (b'[{"a":1},\n{"a":\xff}]', [{"a": 1}], 2),  # not UTF-8
     ],
 )
 def test_strictness_cases(text, records, position):
     for block_size in (1, 3, 1 << 20):
         got, _, broken = read_all(text, block_size)
         assert (got, broken) == (records, position)
+
+
+def test_a_record_that_is_not_utf8_is_rejected_and_the_array_reads_on():
+    for block_size in (1, 3, 1 << 20):
+        got, _, broken = read_all(b'[{"a":1},\n{"a":\xff},\n{"a":3}]', block_size)
+        assert broken is None
+        assert got[0] == {"a": 1} and got[2] == {"a": 3}
+        assert isinstance(got[1], Unreadable) and "UTF-8" in got[1].reason
 
 
 def test_ndjson_reads_each_line_and_rejects_only_bad_lines():

@@ -59,9 +59,10 @@ class Loose(msgspec.Struct, gc=False):
 
 
 class Unreadable(msgspec.Struct, frozen=True, gc=False):
-    """An NDJSON line that is not valid JSON (rejected as a record)."""
+    """A record that is not valid JSON or breaks a bound (rejected as a record)."""
 
     reason: str
+    raw: bytes = b""
 
 
 class BlockSyntaxError(ValueError):
@@ -74,7 +75,7 @@ def generic_decoder() -> Callable[[bytes], list]:
     def decode(array: bytes) -> list:
         try:
             return orjson.loads(array)
-        except orjson.JSONDecodeError as exc:
+        except (orjson.JSONDecodeError, RecursionError, UnicodeDecodeError) as exc:
             raise BlockSyntaxError(str(exc)) from None
 
     return decode
@@ -93,18 +94,24 @@ def typed_decoder(record_type: type) -> Callable[[bytes], list]:
             return whole.decode(array)
         except validation_error:
             pass
-        except decode_error as exc:
+        except (decode_error, RecursionError, UnicodeDecodeError) as exc:
             raise BlockSyntaxError(str(exc)) from None
         try:
             items = raws.decode(array)
-        except decode_error as exc:
+        except (decode_error, RecursionError, UnicodeDecodeError) as exc:
             raise BlockSyntaxError(str(exc)) from None
         records = []
         for raw in items:
             try:
                 records.append(single.decode(raw))
-            except (validation_error, decode_error):
-                records.append(Loose(bytes(raw)))
+            except (validation_error, decode_error, RecursionError, UnicodeDecodeError):
+                text = bytes(raw)
+                try:  # msgspec.Raw does not check the text's UTF-8, orjson does
+                    orjson.loads(text)
+                except (orjson.JSONDecodeError, RecursionError, UnicodeDecodeError) as exc:
+                    records.append(Unreadable(f"invalid JSON: {exc}", text[:1024]))
+                    continue
+                records.append(Loose(text))
         return records
 
     return decode

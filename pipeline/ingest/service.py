@@ -37,7 +37,15 @@ from django.conf import settings
 from psycopg import sql
 
 from .canonical import InvalidUrl, canonicalize
-from .readers import Chunk, FileBreak, bytes_read, detect_layout, open_stream, read_chunks
+from .readers import (
+    Chunk,
+    FileBreak,
+    Limits,
+    bytes_read,
+    detect_layout,
+    open_stream,
+    read_chunks,
+)
 from .records import (
     Reject,
     validate_ga,
@@ -46,7 +54,7 @@ from .records import (
     validate_seed_psi,
 )
 from .schemas import GaRecord, Loose, PsiRecord, decoder_for, generic_decoder
-from .timestamps import HourCache, InvalidTimestamp
+from .timestamps import HourCache, InvalidTimestamp, TimeRange
 
 logger = logging.getLogger(__name__)
 
@@ -261,11 +269,31 @@ def looks_like_seed(first_record: object) -> bool:
     return isinstance(first_record, dict) and "Date" in first_record and "Page" in first_record
 
 
-class PageResolver:
-    """Raw page URL -> page id, cached; canonicalises and creates pages on a miss."""
+def limits() -> Limits:
+    """The bounds of one record, from the settings."""
+    return Limits(
+        record_bytes=settings.METRIFLOW_INGEST_MAX_RECORD_BYTES,
+        depth=settings.METRIFLOW_INGEST_MAX_DEPTH,
+    )
 
-    def __init__(self, conn: psycopg.Connection) -> None:
+
+def time_range() -> TimeRange:
+    """The supported instants of records, from the settings."""
+    return TimeRange.from_text(
+        settings.METRIFLOW_INGEST_TIME_FROM, settings.METRIFLOW_INGEST_TIME_UNTIL
+    )
+
+
+class PageResolver:
+    """Raw page URL -> page id, cached; canonicalises and creates pages on a miss.
+
+    A URL longer than ``max_url`` characters, or than ``max_url`` bytes in UTF-8
+    (PostgreSQL's index on page.url holds at most 2,704 bytes), is refused.
+    """
+
+    def __init__(self, conn: psycopg.Connection, max_url: int | None = None) -> None:
         self._conn = conn
+        self._max_url = max_url or settings.METRIFLOW_INGEST_MAX_URL_CHARS
         self._by_raw: dict[str, int] = {}
         self._by_canonical: dict[str, int] = {}
 
@@ -274,6 +302,11 @@ class PageResolver:
             return self._by_raw[raw_url]
         except KeyError:
             pass
+        if len(raw_url) > self._max_url or len(raw_url.encode("utf-8", "replace")) > self._max_url:
+            raise Reject(
+                f"page: URL longer than {self._max_url:,} characters ({len(raw_url):,}) "
+                f"or {self._max_url:,} bytes in UTF-8"
+            )
         try:
             page = canonicalize(raw_url)
         except InvalidUrl as exc:
@@ -309,6 +342,7 @@ def _rows_of(
     pages: PageResolver,
     hours: HourCache,
     skip_through: int,
+    span: TimeRange | None = None,
 ) -> tuple[list, list]:
     """The COPY rows and the rejects of one chunk (records <= skip_through are skipped).
 
@@ -318,6 +352,7 @@ def _rows_of(
     """
     rows: list = []
     rejects: list = []
+    span = span or hours.span
     append = rows.append
     page_id = pages.page_id
     hour_of = hours.hour
@@ -336,7 +371,7 @@ def _rows_of(
                 append((batch_id, position, page_id(values[0]), *values[1:]))
             except Reject as exc:
                 rejects.append((position, str(exc), chunk.raw_text(index)))
-        return rows, rejects
+        return _in_range(rows, rejects, chunk, span, "Date")
     if source == "ga":
         for index in range(start, len(records)):
             position += 1
@@ -377,7 +412,31 @@ def _rows_of(
                 )  # fmt: skip
         except Reject as exc:
             rejects.append((position, str(exc), chunk.raw_text(index)))
-    return rows, rejects
+    return _in_range(rows, rejects, chunk, span, "measured_at")
+
+
+def _in_range(rows: list, rejects: list, chunk: Chunk, span: TimeRange, name: str):
+    """(rows, rejects) with the rows whose instant is outside ``span`` moved to the rejects.
+
+    Checked once per chunk (its earliest and latest instant), row by row only when
+    one is outside. GA hours are checked by the hour cache already.
+    """
+    if not rows:
+        return rows, rejects
+    time_of = itemgetter(3)
+    if span.low <= min(map(time_of, rows)) and max(map(time_of, rows)) < span.high:
+        return rows, rejects
+    kept = []
+    for row in rows:
+        try:
+            span.check(name, row[3])
+        except InvalidTimestamp as exc:
+            position = row[1]
+            rejects.append((position, str(exc), chunk.raw_text(position - chunk.first_position)))
+            continue
+        kept.append(row)
+    rejects.sort(key=itemgetter(0))
+    return kept, rejects
 
 
 class _Batch:
@@ -561,7 +620,9 @@ def _ingest_file(
         # The first block is read as plain dicts, to tell the source and the
         # format from the first record; the rest with the typed fast decoder.
         decoder = [generic_decoder()]
-        chunks = read_chunks(stream, layout, decode=lambda array: decoder[0](array))
+        chunks = read_chunks(
+            stream, layout, decode=lambda array: decoder[0](array), limits=limits()
+        )
         try:
             first_chunk = next(chunks, None)
             pending_break = None
@@ -615,27 +676,34 @@ def _ingest_file(
                 result.accepted, result.rejected = counts
 
             batch = _Batch(conn, batch_id, source)
-            end = _run_pipeline(
-                batch,
-                first_chunk,
-                chunks,
-                pending_break,
-                seed=seed,
-                pages=PageResolver(pages_conn),
-                resume_at=resume_at,
-                batch_size=batch_size,
-                progress=progress,
-                result=result,
-                offset=lambda: bytes_read(stream),
-            )
+            try:
+                end = _run_pipeline(
+                    batch,
+                    first_chunk,
+                    chunks,
+                    pending_break,
+                    seed=seed,
+                    pages=PageResolver(pages_conn),
+                    resume_at=resume_at,
+                    batch_size=batch_size,
+                    progress=progress,
+                    result=result,
+                    offset=lambda: bytes_read(stream),
+                )
+            except Exception as exc:  # any error fails the batch, then is reported
+                result.message = _fail_batch(conn, batch, exc)
+                result.status = "failed"
+                result.accepted = 0
+                result.seconds = time.perf_counter() - started
+                return result
             status, error = "loaded", None
             if end.broken:
                 status = "broken"
                 error = f"invalid JSON at record {end.broken.position}: {end.broken.reason}"
             elif end.unreadable:
                 error = (
-                    f"{end.unreadable} line(s) not valid JSON, the first at record "
-                    f"{end.first_unreadable}; they are rejected, the other lines loaded"
+                    f"{end.unreadable} record(s) not valid JSON, the first at record "
+                    f"{end.first_unreadable}; they are rejected, the other records loaded"
                 )
             else:
                 looks_like = detected if given_source and detected != source else None
@@ -677,6 +745,27 @@ def _ingest_file(
         # A batch that failed whole holds nothing for the chain.
         on_committed(None if result.status == "failed" and not result.accepted else result.batch_id)
     return result
+
+
+def _fail_batch(conn: psycopg.Connection, batch: _Batch, exc: BaseException) -> str:
+    """Marks the batch failed after an error while loading: never left ``loading``.
+
+    Its rows are deleted (the batch has no hand-off, and a rerun of the file,
+    once the cause is fixed, reads it again as a new batch); its rejects stay.
+    """
+    detail = " ".join(str(exc).split())[:300] or type(exc).__name__
+    message = f"ingestion failed: {type(exc).__name__}: {detail}"
+    logger.exception("batch %s failed", batch.id)
+    conn.rollback()
+    with conn.transaction():
+        conn.execute(sql.SQL("DELETE FROM {}").format(batch.partition))
+        conn.execute(
+            "UPDATE ingest_batch SET status = 'failed', error = %s, records_accepted = 0, "
+            "finished_at = now() WHERE id = %s",
+            (message, batch.id),
+        )
+    conn.execute("SELECT pg_advisory_unlock(%s, %s)", (_ADVISORY_NAMESPACE, batch.id))
+    return message
 
 
 def _too_many_rejects(
@@ -730,7 +819,7 @@ def _run_pipeline(
     """Reader thread -> bounded queue -> COPY writer (this thread)."""
     handoff: queue.Queue = queue.Queue(maxsize=_QUEUE_CHUNKS)
     stop = threading.Event()
-    hours = HourCache()
+    hours = HourCache(time_range())
 
     def put(item) -> bool:
         while not stop.is_set():

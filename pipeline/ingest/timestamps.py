@@ -40,20 +40,51 @@ def hour_of(value: datetime) -> datetime:
 
 
 class HourCache:
-    """Maps a timestamp text to its UTC hour, cached (GA repeats each hour per page)."""
+    """Maps a timestamp text to its UTC hour, cached (GA repeats each hour per page).
 
-    __slots__ = ("_cache",)
+    With a :class:`TimeRange`, an hour outside it is InvalidTimestamp (never cached).
+    """
 
-    def __init__(self) -> None:
+    __slots__ = ("_cache", "span")
+
+    def __init__(self, span: "TimeRange | None" = None) -> None:
         self._cache: dict[str, datetime] = {}
+        self.span = span or UNBOUNDED
 
     def hour(self, text: object) -> datetime:
         try:
             return self._cache[text]  # type: ignore[index]
         except (KeyError, TypeError):
             pass
-        hour = hour_of(parse_utc(text))
+        hour = self.span.check("hour", hour_of(parse_utc(text)))
         if len(self._cache) > 100_000:
             self._cache.clear()
         self._cache[text] = hour  # type: ignore[index]
         return hour
+
+
+class TimeRange:
+    """The supported instants: ``low <= t < high`` (setting ``METRIFLOW_INGEST_TIME_RANGE``)."""
+
+    __slots__ = ("high", "low")
+
+    def __init__(self, low: datetime, high: datetime) -> None:
+        self.low, self.high = low, high
+
+    @classmethod
+    def from_text(cls, low: str, high: str) -> "TimeRange":
+        return cls(
+            datetime.fromisoformat(low).replace(tzinfo=UTC),
+            datetime.fromisoformat(high).replace(tzinfo=UTC),
+        )
+
+    def check(self, name: str, value: datetime) -> datetime:
+        if not self.low <= value < self.high:
+            raise InvalidTimestamp(
+                f"{name} {value.isoformat()} is outside the supported range "
+                f"{self.low.date()} to {self.high.date()}"
+            )
+        return value
+
+
+UNBOUNDED = TimeRange(datetime.min.replace(tzinfo=UTC), datetime.max.replace(tzinfo=UTC))
