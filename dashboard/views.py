@@ -15,6 +15,7 @@ from django.urls import reverse_lazy
 from django.views.generic import TemplateView
 
 from reporting.metrics import THRESHOLDS
+from reporting.serializers import supported_range
 
 SHOWN_VITALS = ("lcp_ms", "inp_ms", "cls")
 
@@ -31,6 +32,8 @@ class DashboardView(LoginRequiredMixin, TemplateView):
             "maxPageSize": settings.METRIFLOW_MAX_PAGE_SIZE,
             "maxBuckets": settings.METRIFLOW_MAX_BUCKETS,
             "intervalHours": settings.METRIFLOW_INTERVAL_HOURS,
+            # The earliest and latest bound a report takes (the ingested range).
+            "supported": [bound.isoformat() for bound in supported_range()],
         }
         return context
 

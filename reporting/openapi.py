@@ -300,7 +300,25 @@ REGISTRATION_CLOSED = _error(
     DetailSerializer,
     {"detail": "registration is closed on this server: an account is created by staff, ..."},
 )
-REPORT_ERRORS = {400: BAD_REQUEST, 401: UNAUTHORIZED, 404: SITE_NOT_FOUND, 429: TOO_MANY}
+REPORT_BUSY = _error(
+    "Rate limit exceeded, or as many of your reports running as allowed at once "
+    "(METRIFLOW_REPORT_CONCURRENCY); `Retry-After` gives the seconds to wait.",
+    DetailSerializer,
+    {"detail": "2 reports of yours are running, at most 2 at once; retry in 10 s"},
+)
+REPORT_TIMEOUT = _error(
+    "The report ran past the statement timeout (METRIFLOW_REPORT_STATEMENT_TIMEOUT_MS) "
+    "and was stopped.",
+    DetailSerializer,
+    {"detail": "the report took longer than 10 s to compute and was stopped: ..."},
+)
+REPORT_ERRORS = {
+    400: BAD_REQUEST,
+    401: UNAUTHORIZED,
+    404: SITE_NOT_FOUND,
+    429: REPORT_BUSY,
+    503: REPORT_TIMEOUT,
+}
 
 # ------------------------------------------------------------------ parameters
 
@@ -309,7 +327,8 @@ RETRY_AFTER = OpenApiParameter(
     OpenApiTypes.INT,
     OpenApiParameter.HEADER,
     response=[429],
-    description="Seconds until the rate-limit window ends.",
+    description="Seconds until the rate-limit window ends (or, for a report, until one "
+    "of your running reports should be done).",
 )
 
 BOUND_PARAMETERS = [

@@ -44,6 +44,11 @@ def rate_limited(*, group: str, rate_setting: str, key: str):
     return decorate
 
 
+def report_owner(request) -> str:
+    """Whose reports a request's count among (rate limit and running reports)."""
+    return _user_key(None, request)
+
+
 def _user_key(group, request) -> str:
     # A credential with a bucket of its own (an API key: ``rate_limit_key``) is counted
     # apart from its user's other requests.

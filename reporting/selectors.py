@@ -19,7 +19,7 @@ import orjson
 from django.conf import settings
 from django.core.cache import cache
 from django.core.exceptions import EmptyResultSet
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import Count, Max, OuterRef, Q, Subquery, Sum
 from django.db.models.functions import Coalesce
 
@@ -45,6 +45,8 @@ LEVEL_MODELS = {
     "day": DailyAggregate,
     "interval": IntervalAggregate,
 }
+# The longest the health check waits for PostgreSQL to answer ``SELECT 1``.
+HEALTH_TIMEOUT_MS = 2000
 GRANULARITY_LEVEL = {
     "hour": "hour",
     "interval": "interval",
@@ -445,10 +447,14 @@ def site_coverage(site_ids) -> dict[int, dict]:
 
 
 def service_health() -> dict[str, bool]:
-    """Whether PostgreSQL and Redis answer."""
+    """Whether PostgreSQL and Redis answer. Touches nothing a report holds (no table, no
+    report slot, no rate-limit counter) and waits at most HEALTH_TIMEOUT_MS on PostgreSQL."""
     health = {}
     try:
-        with connection.cursor() as cursor:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT set_config('statement_timeout', %s, true)", [str(HEALTH_TIMEOUT_MS)]
+            )
             cursor.execute("SELECT 1")
             health["postgres"] = cursor.fetchone() == (1,)
     except Exception:

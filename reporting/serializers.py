@@ -2,60 +2,84 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.contrib.auth import get_user_model, password_validation
 from django.contrib.auth.validators import UnicodeUsernameValidator
 from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import serializers
+from rest_framework.exceptions import AuthenticationFailed
+from rest_framework_simplejwt.serializers import TokenRefreshSerializer
 
-from . import comparison
-from .ranges import unit_end, unit_start
+from . import comparison, services
+from .ranges import unit_start
 from .selectors import GRANULARITY_LEVEL, ORDERINGS
 
-# Bounds a range may take: far beyond any data, and clear of datetime's year 9999 limit,
-# which the coarsest unit around a bound (a year) must stay inside.
-EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
-LATEST = datetime(2200, 1, 1, tzinfo=UTC)
 # Ids are PostgreSQL integers.
 MAX_ID = 2**31 - 1
 # An ISO date, or a datetime on a whole hour, optionally with a zone (Z or +hh:mm).
 BOUND_PATTERN = r"^\d{4}-\d{2}-\d{2}([T ]\d{2}(:00(:00(\.0+)?)?)?(Z|[+-]\d{2}(:?\d{2})?)?)?$"
+
+
+def supported_range() -> tuple[datetime, datetime]:
+    """The earliest and latest bound a range may take: the instants Metriflow ingests,
+    [METRIFLOW_INGEST_TIME_FROM, METRIFLOW_INGEST_TIME_UNTIL), so a range's bounds lie in
+    [from, until]. Far from datetime's year 1 and 9999, which the coarsest unit around
+    a bound (a year) and a compared range must stay inside."""
+    bounds = []
+    for text in (settings.METRIFLOW_INGEST_TIME_FROM, settings.METRIFLOW_INGEST_TIME_UNTIL):
+        value = datetime.fromisoformat(text)
+        bounds.append(value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC))
+    return bounds[0], bounds[1]
+
+
+_SUPPORTED = " and ".join(f"{bound:%Y-%m-%d %H:%M}" for bound in supported_range())
 BOUND_HELP = (
     "ISO date or datetime at hour precision, e.g. 2025-01-01 or 2025-01-01T06:00:00Z; "
-    "without a zone it is UTC; between 1900-01-01 and 2200-01-01."
+    f"without a zone it is UTC; between {_SUPPORTED} (UTC, both included)."
 )
 
 
 def parse_bound(text: str, name: str) -> datetime:
-    """An ISO date or datetime at hour precision, as UTC (naive means UTC)."""
+    """An ISO date or datetime at hour precision, as UTC (naive means UTC), inside the
+    supported range (a bound whose offset takes it past year 1 or 9999 is outside it)."""
+    earliest, latest = supported_range()
+    outside = {name: f"must be between {earliest:%Y-%m-%d %H:%M} and {latest:%Y-%m-%d %H:%M} UTC"}
     try:
         value = datetime.fromisoformat(text)
-        value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-    except (ValueError, OverflowError):
+    except ValueError:
         raise serializers.ValidationError(
             {name: f"not an ISO date or datetime: {text!r}"}
         ) from None
+    try:
+        value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    except OverflowError:
+        raise serializers.ValidationError(outside) from None
     if value.minute or value.second or value.microsecond:
         raise serializers.ValidationError({name: "must be on a whole hour (hour precision)"})
-    if not EARLIEST <= value <= LATEST:
-        raise serializers.ValidationError(
-            {name: f"must be between {EARLIEST.date()} and {LATEST.date()}"}
-        )
+    if not earliest <= value <= latest:
+        raise serializers.ValidationError(outside)
     return value
 
 
-def bucket_count(granularity: str, start: datetime, end: datetime, cap: int) -> int:
-    """Buckets of ``granularity`` over [start, end), counted up to ``cap + 1`` at most
-    (a long range of hours is refused without listing each of its hours)."""
-    hours = settings.METRIFLOW_INTERVAL_HOURS
+def bucket_count(granularity: str, start: datetime, end: datetime) -> int:
+    """Buckets of ``granularity`` over [start, end) (the first and last may be cut),
+    computed from the bounds: a long range is refused without listing its buckets."""
+    if end <= start:
+        return 0
     level = GRANULARITY_LEVEL[granularity]
-    at, count = unit_start(level, start, hours), 0
-    while at < end and count <= cap:
-        count += 1
-        at = unit_end(level, at, hours)
-    return count
+    first = unit_start(level, start, settings.METRIFLOW_INTERVAL_HOURS)
+    if level in ("year", "month"):
+        months = 12 if level == "year" else 1
+        span = (end.year - first.year) * 12 + end.month - first.month
+        # The unit holding ``end`` is a bucket unless ``end`` is where it starts.
+        whole_unit_end = unit_start(level, end, 1) == end
+        return span // months + (0 if whole_unit_end else 1)
+    unit = {"day": timedelta(days=1), "hour": timedelta(hours=1)}.get(
+        level, timedelta(hours=settings.METRIFLOW_INTERVAL_HOURS)
+    )
+    return -(-(end - first) // unit)  # ceiling division
 
 
 def _named_from(fields: dict) -> dict:
@@ -119,17 +143,17 @@ class TimeseriesSerializer(RangeSerializer):
     def validate(self, attrs):
         attrs = super().validate(attrs)
         cap = settings.METRIFLOW_MAX_BUCKETS
-        buckets = bucket_count(attrs["granularity"], attrs["start"], attrs["end"], cap)
+        buckets = bucket_count(attrs["granularity"], attrs["start"], attrs["end"])
         compare, compared = attrs.get("compare"), ""
-        if compare and buckets <= cap:  # the compared range's buckets count too
+        if compare:  # the compared range's buckets count too
             previous = comparison.previous_range(compare, attrs["start"], attrs["end"])
-            buckets += bucket_count(attrs["granularity"], *previous, cap - buckets)
+            buckets += bucket_count(attrs["granularity"], *previous)
             compared = " and the range it is compared with"
         if buckets > cap:
             raise serializers.ValidationError(
                 {
-                    "granularity": f"more than {cap} buckets in this range{compared}; at most "
-                    f"{settings.METRIFLOW_MAX_BUCKETS} in one answer: use a coarser granularity "
+                    "granularity": f"more than {cap} buckets in this range{compared} "
+                    f"({buckets}); at most {cap} in one answer: use a coarser granularity "
                     "or a shorter range"
                 }
             )
@@ -197,3 +221,17 @@ class RegisterSerializer(serializers.Serializer):
 
 class LogoutSerializer(serializers.Serializer):
     refresh = serializers.CharField()
+
+
+class RefreshSerializer(TokenRefreshSerializer):
+    """simplejwt's refresh, refusing (401) a token whose user was deleted, deactivated or
+    never existed before anything is issued or blacklisted."""
+
+    def validate(self, attrs):
+        try:
+            services.token_user(self.token_class(attrs["refresh"]))
+        except services.TokenUserRefused:
+            raise AuthenticationFailed(
+                self.error_messages["no_active_account"], "no_active_account"
+            ) from None
+        return super().validate(attrs)

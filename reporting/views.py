@@ -24,12 +24,13 @@ from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
 from accounts import selectors as access
 
 from . import comparison, cursors, openapi, selectors, services
-from .ratelimits import rate_limited
+from .ratelimits import rate_limited, report_owner
 from .renderers import OrjsonRenderer, ReportBrowsableAPIRenderer
 from .serializers import (
     LogoutSerializer,
     PageRangeSerializer,
     PagesSerializer,
+    RefreshSerializer,
     RegisterSerializer,
     SummaryRangeSerializer,
     TimeseriesSerializer,
@@ -181,10 +182,25 @@ class ReportView(APIView):
     def answer(request, report, csv_rows, filename: str):
         """``report(encoded)`` is the selector's answer: for JSON its encoded form,
         copied into the response as it is; for CSV the decoded body, whose rows
-        ``csv_rows(body)`` picks, streamed."""
+        ``csv_rows(body)`` picks, streamed. It is computed within the caller's report
+        budget (services.report_budget): 429 with ``Retry-After`` when the caller's
+        reports already running are as many as allowed, 503 when a statement runs
+        past the statement timeout."""
+        try:
+            with services.report_budget(report_owner(request)):
+                if _wants_csv(request):
+                    rows = csv_rows(report(False))
+                else:
+                    body = report(True)
+        except services.ReportsBusy as exc:
+            busy = Response({"detail": str(exc)}, status=status.HTTP_429_TOO_MANY_REQUESTS)
+            busy["Retry-After"] = str(exc.retry_after)
+            return busy
+        except services.ReportTimedOut as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_503_SERVICE_UNAVAILABLE)
         if _wants_csv(request):
-            return _csv_stream(csv_rows(report(False)), filename)
-        return Response(report(True))
+            return _csv_stream(rows, filename)
+        return Response(body)
 
 
 class SummaryView(ReportView):
@@ -313,7 +329,10 @@ class PageView(ReportView):
 
 
 AUTH_ERRORS = {400: openapi.BAD_PAYLOAD, 429: openapi.TOO_MANY}
-AUTH_RATE_NOTE = " Limited per client IP (METRIFLOW_RATE_AUTH)."
+AUTH_RATE_NOTE = (
+    " Limited per client IP (METRIFLOW_RATE_AUTH), each of register, token, refresh and "
+    "logout counted apart."
+)
 
 
 class RegisterView(APIView):
@@ -324,7 +343,9 @@ class RegisterView(APIView):
         summary="Create an account",
         description="A username (Django's rules) and a password that passes the password "
         "validators. 403 when registration is closed (METRIFLOW_OPEN_REGISTRATION off, the "
-        "production default): accounts are then created by staff." + AUTH_RATE_NOTE,
+        "production default): accounts are then created by staff."
+        + AUTH_RATE_NOTE
+        + " Registrations are also limited per client IP per hour (METRIFLOW_RATE_REGISTER).",
         tags=["auth"],
         parameters=[openapi.RETRY_AFTER],
         request=RegisterSerializer,
@@ -334,7 +355,8 @@ class RegisterView(APIView):
             **AUTH_ERRORS,
         },
     )
-    @rate_limited(group="auth", rate_setting="METRIFLOW_RATE_AUTH", key="ip")
+    @rate_limited(group="auth-register", rate_setting="METRIFLOW_RATE_AUTH", key="ip")
+    @rate_limited(group="auth-register-hourly", rate_setting="METRIFLOW_RATE_REGISTER", key="ip")
     def post(self, request):
         if not services.registration_open():
             raise PermissionDenied(services.REGISTRATION_CLOSED)
@@ -358,7 +380,7 @@ class TokenView(TokenObtainPairView):
             **AUTH_ERRORS,
         },
     )
-    @rate_limited(group="auth", rate_setting="METRIFLOW_RATE_AUTH", key="ip")
+    @rate_limited(group="auth-token", rate_setting="METRIFLOW_RATE_AUTH", key="ip")
     def post(self, request, *args, **kwargs):
         return super().post(request, *args, **kwargs)
 
@@ -366,10 +388,12 @@ class TokenView(TokenObtainPairView):
 class RefreshView(TokenRefreshView):
     """A new access token (and a rotated refresh token; the old one is blacklisted)."""
 
+    serializer_class = RefreshSerializer
+
     @extend_schema(
         summary="A new access token and a rotated refresh token",
         description="The old refresh token is blacklisted; 401 for a used, blacklisted or "
-        "expired token, or an inactive user's." + AUTH_RATE_NOTE,
+        "expired token, or one of a deleted or inactive user." + AUTH_RATE_NOTE,
         tags=["auth"],
         parameters=[openapi.RETRY_AFTER],
         request=openapi.RefreshRequestSerializer,
@@ -379,7 +403,7 @@ class RefreshView(TokenRefreshView):
             **AUTH_ERRORS,
         },
     )
-    @rate_limited(group="auth", rate_setting="METRIFLOW_RATE_AUTH", key="ip")
+    @rate_limited(group="auth-refresh", rate_setting="METRIFLOW_RATE_AUTH", key="ip")
     def post(self, request, *args, **kwargs):
         return super().post(request, *args, **kwargs)
 
@@ -390,14 +414,18 @@ class LogoutView(APIView):
 
     @extend_schema(
         summary="Blacklist a refresh token",
-        description="400 if the token is not a valid refresh token or is already blacklisted.",
+        description="400 if the token is not a valid refresh token, is already blacklisted "
+        "or is one of a deleted or inactive user." + AUTH_RATE_NOTE,
         tags=["auth"],
+        parameters=[openapi.RETRY_AFTER],
         request=LogoutSerializer,
         responses={
             205: OpenApiResponse(description="Logged out (no body)."),
             400: openapi.BAD_REQUEST,
+            429: openapi.TOO_MANY,
         },
     )
+    @rate_limited(group="auth-logout", rate_setting="METRIFLOW_RATE_AUTH", key="ip")
     def post(self, request):
         payload = LogoutSerializer(data=request.data)
         payload.is_valid(raise_exception=True)

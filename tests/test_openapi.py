@@ -108,7 +108,7 @@ def test_schema_validates_without_warnings(tmp_path):
     timeseries = schema["paths"]["/api/reports/timeseries"]["get"]
     granularity = {p["name"]: p for p in timeseries["parameters"]}["granularity"]
     assert granularity["schema"]["enum"] == ["hour", "interval", "day", "month", "year"]
-    assert set(timeseries["responses"]) == {"200", "400", "401", "404", "429"}
+    assert set(timeseries["responses"]) == {"200", "400", "401", "404", "429", "503"}
     site = components["Site"]["properties"]
     assert set(site) == {"id", "host", "name", "time_zone", "role", "first_hour", "last_hour",
                          "pages"}  # fmt: skip

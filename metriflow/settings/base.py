@@ -17,10 +17,11 @@ env = environ.Env()
 # A .env file next to manage.py is read when present; real environment wins.
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
-# Marker for the development key: production settings refuse it.
+# Marker for the development key (unset or empty DJANGO_SECRET_KEY): production settings
+# refuse it, local settings replace it with a key of the checkout's own.
 DEV_SECRET_KEY = "metriflow-dev-insecure-key-change-me"
 
-SECRET_KEY = env.str("DJANGO_SECRET_KEY", default=DEV_SECRET_KEY)
+SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="") or DEV_SECRET_KEY
 DEBUG = env.bool("DJANGO_DEBUG", default=False)
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
 
@@ -231,6 +232,15 @@ METRIFLOW_INTERVAL_HOURS = env.int("METRIFLOW_INTERVAL_HOURS", default=4)
 METRIFLOW_INGEST_BATCH_SIZE = env.int("METRIFLOW_INGEST_BATCH_SIZE", default=1_000_000)
 # Files ingested at the same time by one `manage.py ingest`.
 METRIFLOW_INGEST_PARALLEL = env.int("METRIFLOW_INGEST_PARALLEL", default=2)
+# Bounds of one input record (docs/architecture.md, "Ingestion", Bounds): a record
+# breaking one is rejected with its position and the reason, the rest of the file loads.
+METRIFLOW_INGEST_MAX_RECORD_BYTES = env.int("METRIFLOW_INGEST_MAX_RECORD_BYTES", default=65_536)
+METRIFLOW_INGEST_MAX_DEPTH = env.int("METRIFLOW_INGEST_MAX_DEPTH", default=32)
+METRIFLOW_INGEST_MAX_URL_CHARS = env.int("METRIFLOW_INGEST_MAX_URL_CHARS", default=2_048)
+# Supported instants of records, [from, until) in UTC; a report's bounds lie in
+# [from, until] too (reporting/serializers.py), outside them a 400.
+METRIFLOW_INGEST_TIME_FROM = env.str("METRIFLOW_INGEST_TIME_FROM", default="1990-01-01")
+METRIFLOW_INGEST_TIME_UNTIL = env.str("METRIFLOW_INGEST_TIME_UNTIL", default="2100-01-01")
 # Windows of one stage run at once by `manage.py pipeline run` (in-process drain),
 # each on its own database connection (docs/benchmarks.md).
 METRIFLOW_DRAIN_WORKERS = env.int("METRIFLOW_DRAIN_WORKERS", default=3)
@@ -243,9 +253,21 @@ METRIFLOW_REPORT_CACHE_SECONDS = env.int("METRIFLOW_REPORT_CACHE_SECONDS", defau
 # Most buckets one timeseries answer may hold; most rows one page of top pages.
 METRIFLOW_MAX_BUCKETS = env.int("METRIFLOW_MAX_BUCKETS", default=2000)
 METRIFLOW_MAX_PAGE_SIZE = env.int("METRIFLOW_MAX_PAGE_SIZE", default=500)
+# Longest one SQL statement of a report may run (ms; the API's report transaction only,
+# SET LOCAL): past it the report answers 503.
+METRIFLOW_REPORT_STATEMENT_TIMEOUT_MS = env.int(
+    "METRIFLOW_REPORT_STATEMENT_TIMEOUT_MS", default=10_000
+)
+# Reports one user (or API key) may have running at once; beyond it 429. A slot expires
+# after METRIFLOW_REPORT_SLOT_SECONDS even if its process died holding it.
+METRIFLOW_REPORT_CONCURRENCY = env.int("METRIFLOW_REPORT_CONCURRENCY", default=4)
+METRIFLOW_REPORT_SLOT_SECONDS = env.int("METRIFLOW_REPORT_SLOT_SECONDS", default=60)
 # Rate limits (django-ratelimit syntax).
 METRIFLOW_RATE_REPORTS = env.str("METRIFLOW_RATE_REPORTS", default="600/m")
+# Per client IP, each of register, token, refresh and logout counted apart.
 METRIFLOW_RATE_AUTH = env.str("METRIFLOW_RATE_AUTH", default="10/m")
+# Registrations per client IP per hour, beside METRIFLOW_RATE_AUTH.
+METRIFLOW_RATE_REGISTER = env.str("METRIFLOW_RATE_REGISTER", default="20/h")
 # Whether anyone may create an account (POST /api/auth/register); when off, register
 # answers 403 and users are created by staff (admin) and given sites by staff or a
 # site admin. Production defaults to off.

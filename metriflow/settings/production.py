@@ -1,4 +1,5 @@
-"""Production: refuses to start with the development secret key or DEBUG on."""
+"""Production: refuses to start with DEBUG on, or a secret or JWT signing key that is
+short or the development key."""
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -13,8 +14,11 @@ if not SECRET_KEY or SECRET_KEY == DEV_SECRET_KEY or len(SECRET_KEY) < 50:
         "DJANGO_SECRET_KEY must be set to a random value of at least 50 characters "
         "in production settings."
     )
-if SIMPLE_JWT["SIGNING_KEY"] == DEV_SECRET_KEY:
-    raise ImproperlyConfigured("JWT_SIGNING_KEY must not be the development key.")
+if len(SIMPLE_JWT["SIGNING_KEY"]) < 50 or SIMPLE_JWT["SIGNING_KEY"] == DEV_SECRET_KEY:
+    raise ImproperlyConfigured(
+        "JWT_SIGNING_KEY must be a random value of at least 50 characters, not the "
+        "development key (or left empty: the secret key signs the tokens)."
+    )
 
 # Accounts are created by staff or invited by a site admin unless this is turned on.
 METRIFLOW_OPEN_REGISTRATION = env.bool("METRIFLOW_OPEN_REGISTRATION", default=False)

@@ -1,4 +1,8 @@
-"""pytest: the real PostgreSQL, RabbitMQ and Redis, with a cache prefix of its own."""
+"""pytest: the real PostgreSQL, RabbitMQ and Redis, with a cache prefix of its own.
+
+The secret key stays base.py's fixed development key (unless DJANGO_SECRET_KEY is set), so
+that test runs are reproducible; the servers tests start listen on 127.0.0.1 only.
+"""
 
 from .base import *  # noqa: F403
 from .base import CACHES, env

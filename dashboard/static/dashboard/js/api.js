@@ -32,13 +32,23 @@ export function apiUrl(path, params = {}) {
   return text ? `${path}?${text}` : path;
 }
 
+const RETRIES = 2; // a 429 (the user's reports running at once, or the rate limit)
+const MAX_WAIT_MS = 5000;
+
 export async function getJson(path, params = {}, { signal } = {}) {
   const url = apiUrl(path, params);
-  const response = await fetch(url, {
-    credentials: "same-origin",
-    headers: { Accept: "application/json" },
-    signal,
-  });
+  let response;
+  for (let attempt = 0; ; attempt += 1) {
+    response = await fetch(url, {
+      credentials: "same-origin",
+      headers: { Accept: "application/json" },
+      signal,
+    });
+    if (response.status !== 429 || attempt >= RETRIES) break;
+    // Wait as the API asks (Retry-After, in seconds), briefly, then ask again.
+    const wait = Math.min(MAX_WAIT_MS, 1000 * (Number(response.headers.get("Retry-After")) || 1));
+    await new Promise((resolve) => setTimeout(resolve, wait));
+  }
   let data = null;
   try {
     data = await response.json();

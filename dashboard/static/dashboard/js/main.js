@@ -91,7 +91,8 @@ async function dataBuckets(site, granularity, from, to) {
 async function probeBounds(site) {
   if (probedBounds.has(site)) return probedBounds.get(site);
   const promise = (async () => {
-    const years = await dataBuckets(site, "year", Date.UTC(1970, 0, 1), Date.UTC(2100, 0, 1));
+    const [earliest, latest] = CONFIG.supported.map((bound) => Date.parse(bound));
+    const years = await dataBuckets(site, "year", earliest, latest);
     if (!years) return null;
     const [firstMonths, lastMonths] = await Promise.all([
       dataBuckets(site, "month", ...years.first),
@@ -109,6 +110,7 @@ async function probeBounds(site) {
 }
 
 async function boundsFor(state, sites) {
+  if (sites && !sites.length) return null; // no site: nothing to look for
   if (sites) {
     const chosen = state.site ? sites.filter((s) => s === findSite(sites, state.site)) : sites;
     const known = chosen.map(siteBounds).filter(Boolean);
