@@ -5,11 +5,7 @@ reports running at once that leaves other users and the health check alone."""
 from __future__ import annotations
 
 import contextlib
-import os
 import random
-import socket
-import subprocess
-import sys
 import threading
 import time
 import urllib.error
@@ -29,8 +25,9 @@ from reporting import services
 from reporting.selectors import GRANULARITY_LEVEL, bucket_starts
 from reporting.serializers import bucket_count
 
-from .conftest import REPO_ROOT, admin_conninfo
+from .conftest import admin_conninfo
 from .factories import StaffFactory
+from .processes import gunicorn
 
 REPORT_TABLES = (
     "page_hour",
@@ -283,12 +280,6 @@ def test_a_slot_of_a_process_that_died_expires(api, user, redis, settings):
 # ------------------------------------------------------------------ a real server
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _get(url: str, access: str | None = None) -> tuple[int, float, dict]:
     headers = {"Authorization": f"Bearer {access}"} if access else {}
     began = time.perf_counter()
@@ -305,26 +296,10 @@ def test_one_users_slow_reports_leave_health_and_others_alone(transactional_db, 
     on a locked table: two run (until the statement timeout: 503), the third is refused
     at once (429), and the health check and another user answer meanwhile."""
     alice, bob = StaffFactory(), StaffFactory()
-    port = _free_port()
-    env = {**os.environ, **test_database_env, "CACHE_KEY_PREFIX": f"gunicorn-{uuid.uuid4().hex}",
-           "DJANGO_DEBUG": "false", "GUNICORN_BIND": f"127.0.0.1:{port}",
-           "GUNICORN_WORKERS": "4", "GUNICORN_ACCESS_LOG": "/dev/null",
+    env = {**test_database_env, "CACHE_KEY_PREFIX": f"gunicorn-{uuid.uuid4().hex}",
            "METRIFLOW_REPORT_CONCURRENCY": "2",
            "METRIFLOW_REPORT_STATEMENT_TIMEOUT_MS": "2500"}  # fmt: skip
-    server = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "metriflow.wsgi:application",
-         "--config", "metriflow/gunicorn.conf.py"],
-        cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                urllib.request.urlopen(f"{url}/api/health", timeout=2)
-                break
-            except OSError:  # not listening yet, or a worker still starting
-                time.sleep(0.2)
+    with gunicorn(env, workers=4) as url:
         access = {user: str(AccessToken.for_user(user)) for user in (alice, bob)}
         report = f"{url}/api/reports/summary?from=2025-01-01&to=2025-01-08"
         with report_tables_locked(), ThreadPoolExecutor(3) as pool:
@@ -334,9 +309,6 @@ def test_one_users_slow_reports_leave_health_and_others_alone(transactional_db, 
             health = _get(f"{url}/api/health")
             other = _get(report, access[bob])
             answers = [future.result() for future in slow]
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
     print(f"\nthird: {third[:2]}, health: {health[:2]}, bob: {other[:2]}, "
           f"slow: {[a[:2] for a in answers]}")  # fmt: skip
     assert third[0] == 429 and third[1] < 1 and int(third[2]["Retry-After"]) >= 1

@@ -18,6 +18,7 @@ from metriflow.celery import app
 from pipeline.models import TaskFailure
 
 from .conftest import REPO_ROOT, run_manage
+from .processes import stop
 from .rabbitmq import app_broker, fresh_vhost, queue_depth, queue_state, take_messages
 
 pytestmark = pytest.mark.usefixtures("pipeline_db")
@@ -36,16 +37,6 @@ def start_worker(env: dict, queue: str, log_path) -> subprocess.Popen:
          "--without-gossip", "--loglevel", "INFO"],
         cwd=REPO_ROOT, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
-
-
-def stop(worker: subprocess.Popen) -> None:
-    if worker.poll() is None:
-        worker.terminate()
-        try:
-            worker.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-            worker.wait()
 
 
 def wait_for(condition, what: str, timeout: float = 60) -> None:

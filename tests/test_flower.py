@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -19,15 +18,10 @@ from kombu import Connection, Producer
 from metriflow.celery import app
 
 from .conftest import REPO_ROOT
+from .processes import free_port, stop
 from .rabbitmq import fresh_vhost
 
 AUTH = "ops:a-long-flower-secret"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _get(url: str, auth: str | None = None):
@@ -48,13 +42,9 @@ def start_flower(broker_url: str, port: int, **env: str) -> subprocess.Popen:
     )  # fmt: skip
 
 
-def stop(process: subprocess.Popen) -> str:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
+def stop_flower(process: subprocess.Popen) -> str:
+    """Stops Flower; what it printed."""
+    stop(process, timeout=20)
     return process.stdout.read() if process.stdout else ""
 
 
@@ -72,7 +62,7 @@ def vhost_with_queued_tasks():
 
 
 def test_flower_asks_for_credentials_and_shows_queue_depths(vhost_with_queued_tasks):
-    port = _free_port()
+    port = free_port()
     flower = start_flower(vhost_with_queued_tasks, port, FLOWER_BASIC_AUTH=AUTH)
     base = f"http://127.0.0.1:{port}"
     try:
@@ -83,7 +73,7 @@ def test_flower_asks_for_credentials_and_shows_queue_depths(vhost_with_queued_ta
                 break
             except OSError:
                 if flower.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"flower did not start:\n{stop(flower)[-3000:]}")
+                    pytest.fail(f"flower did not start:\n{stop_flower(flower)[-3000:]}")
                 time.sleep(0.3)
         with pytest.raises(urllib.error.HTTPError) as refused:
             _get(f"{base}/")
@@ -109,7 +99,7 @@ def test_flower_asks_for_credentials_and_shows_queue_depths(vhost_with_queued_ta
         status, page = _get(f"{base}/broker", auth=AUTH)
         assert b"No queue data" not in page and b"daily" in page
     finally:
-        stop(flower)
+        stop_flower(flower)
 
 
 def test_flower_refuses_to_start_without_credentials_when_debug_is_off(vhost_with_queued_tasks):
@@ -119,7 +109,7 @@ def test_flower_refuses_to_start_without_credentials_when_debug_is_off(vhost_wit
          "--conf=metriflow/flowerconfig.py"],
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=60,
         env={**env, "CELERY_BROKER_URL": vhost_with_queued_tasks, "DJANGO_DEBUG": "false",
-             "FLOWER_PORT": str(_free_port())},
+             "FLOWER_PORT": str(free_port())},
     )  # fmt: skip
     assert result.returncode != 0
     assert "FLOWER_BASIC_AUTH" in result.stdout + result.stderr

@@ -18,6 +18,7 @@ from metriflow.celery import STAGES, app
 
 from .conftest import REPO_ROOT, admin_conninfo, run_manage
 from .contract import generate
+from .processes import stop
 from .test_stages import FAULTS, assert_every_stage_matches, final_records, query
 
 pytestmark = [pytest.mark.usefixtures("pipeline_db"), pytest.mark.slow]
@@ -37,16 +38,6 @@ def start_worker(env: dict, name: str) -> subprocess.Popen:
         cwd=REPO_ROOT, env={**os.environ, **env},
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
-
-
-def stop(worker: subprocess.Popen) -> None:
-    if worker.poll() is None:
-        worker.terminate()
-        try:
-            worker.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-            worker.wait()
 
 
 def wait_until_settled(expected_batches: int, timeout: float = 120) -> None:

@@ -4,11 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
-import socket
-import subprocess
-import sys
-import time
 import urllib.error
 import urllib.request
 import uuid
@@ -20,7 +15,7 @@ from django.contrib.auth import get_user_model
 from rest_framework.test import APIClient
 from rest_framework_simplejwt.tokens import AccessToken
 
-from .conftest import REPO_ROOT
+from .processes import gunicorn
 
 PASSWORD = "correct-Horse-battery-9"
 SUMMARY = "/api/reports/summary?from=2024-01-01&to=2024-01-02"
@@ -186,12 +181,6 @@ def test_auth_rate_limit_is_per_ip(settings):
     )
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _post(url: str, body: dict) -> int:
     request = urllib.request.Request(
         url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
@@ -206,30 +195,11 @@ def _post(url: str, body: dict) -> int:
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_rate_limit_counter_is_shared_by_several_api_processes(test_database_env):
-    port = _free_port()
-    env = {**os.environ, **test_database_env, "METRIFLOW_RATE_AUTH": "6/h",
-           "CACHE_KEY_PREFIX": f"gunicorn-{uuid.uuid4().hex}", "DJANGO_DEBUG": "false",
-           "GUNICORN_BIND": f"127.0.0.1:{port}", "GUNICORN_WORKERS": "3",
-           "GUNICORN_ACCESS_LOG": "/dev/null"}  # fmt: skip
-    server = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "metriflow.wsgi:application",
-         "--config", "metriflow/gunicorn.conf.py"],
-        cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                urllib.request.urlopen(f"{url}/api/health", timeout=2)
-                break
-            except (urllib.error.URLError, ConnectionError):
-                time.sleep(0.2)
+    env = {**test_database_env, "METRIFLOW_RATE_AUTH": "6/h",
+           "CACHE_KEY_PREFIX": f"gunicorn-{uuid.uuid4().hex}"}  # fmt: skip
+    with gunicorn(env, workers=3) as url:
         codes = [_post(f"{url}/api/auth/token", {"username": "x", "password": "y"})
                  for _ in range(10)]  # fmt: skip
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
     # Ten requests spread over three worker processes, one counter: exactly six pass.
     assert codes.count(429) == 4, codes
     assert codes[:6] == [401] * 6

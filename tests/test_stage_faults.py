@@ -20,8 +20,9 @@ from pipeline import stages, tasks
 from pipeline.models import TaskFailure
 
 from .conftest import run_manage
+from .processes import stop
 from .rabbitmq import app_broker, fresh_vhost, queue_depth, queue_state
-from .test_dead_letters import start_worker, stop, wait_for
+from .test_dead_letters import start_worker, wait_for
 from .test_stages import FAULTS, assert_every_stage_matches, ingest_in_order, query
 
 pytestmark = pytest.mark.usefixtures("pipeline_db")

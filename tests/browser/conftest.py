@@ -10,12 +10,11 @@ a page makes is recorded; a page that asks another host for anything fails.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -27,6 +26,7 @@ import pytest
 from django.conf import settings
 
 from ..conftest import REPO_ROOT, database_url
+from ..processes import gunicorn
 
 SCREENSHOTS = REPO_ROOT / "var" / "screenshots"
 FAILURES = REPO_ROOT / "var" / "browser-failures"
@@ -51,16 +51,9 @@ def chromium_path() -> str:
     return found
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @dataclass
 class Server:
     base: str
-    process: subprocess.Popen
     log: Path
 
 
@@ -77,43 +70,24 @@ def app_server(django_db_setup, tmp_path_factory) -> Iterator[Server]:
             [sys.executable, "manage.py", "collectstatic", "--noinput", "-v0"],
             cwd=REPO_ROOT, check=True,
         )  # fmt: skip
-    port = _free_port()
     log = tmp_path_factory.mktemp("gunicorn") / "gunicorn.log"
     env = {
-        **{k: v for k, v in os.environ.items() if k != "DJANGO_ALLOW_ASYNC_UNSAFE"},
         "DJANGO_SETTINGS_MODULE": "metriflow.settings.test",
-        "DJANGO_DEBUG": "false",
         "DATABASE_URL": database_url(connection.settings_dict["NAME"]),
         "CACHE_KEY_PREFIX": settings.CACHES["default"]["KEY_PREFIX"],
         "METRIFLOW_PIPELINE_TRIGGER": "false",
-        "GUNICORN_BIND": f"127.0.0.1:{port}",
-        "GUNICORN_WORKERS": "2",
         "GUNICORN_ACCESS_LOG": str(log),
     }
-    with log.open("ab") as sink:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "metriflow.wsgi:application",
-             "--config", "metriflow/gunicorn.conf.py", "--error-logfile", str(log)],
-            cwd=REPO_ROOT, env=env, stdout=sink, stderr=sink,
-        )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
+    with log.open("ab") as sink, contextlib.ExitStack() as stack:
         try:
-            with urllib.request.urlopen(f"{base}/api/health", timeout=2):
-                break
+            base = stack.enter_context(gunicorn(env, workers=2, log=sink))
+            with urllib.request.urlopen(f"{base}/api/health", timeout=10):
+                pass
         except urllib.error.HTTPError as exc:  # it answers, but a service is down
             pytest.fail(f"/api/health answers {exc.code}: {exc.read()[:500]!r}")
-        except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"gunicorn did not start:\n{log.read_text()[-3000:]}")
-            time.sleep(0.3)
-    yield Server(base, process, log)
-    process.terminate()
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
+        except AssertionError as exc:
+            pytest.fail(f"gunicorn did not start ({exc}):\n{log.read_text()[-3000:]}")
+        yield Server(base, log)
 
 
 @pytest.fixture(scope="module")
