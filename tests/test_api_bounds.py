@@ -21,7 +21,7 @@ from django.db import connection
 from rest_framework.test import APIClient
 from rest_framework_simplejwt.tokens import AccessToken
 
-from reporting import services
+from reporting import selectors, services
 from reporting.selectors import GRANULARITY_LEVEL, bucket_starts
 from reporting.serializers import bucket_count
 
@@ -78,14 +78,26 @@ def test_bucket_count_equals_the_listed_buckets():
         )
 
 
+@contextlib.contextmanager
+def _listing_forbidden():
+    """Any listing of buckets inside fails the test: the count must be arithmetic."""
+
+    def refuse(*_args, **_kwargs):
+        raise AssertionError("buckets were listed")
+
+    original = selectors.bucket_starts
+    selectors.bucket_starts = refuse
+    try:
+        yield
+    finally:
+        selectors.bucket_starts = original
+
+
 def test_bucket_count_is_computed_not_counted():
     start, end = datetime(1990, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC)
-    began = time.perf_counter()
-    hours = bucket_count("hour", start, end)
-    took = time.perf_counter() - began
-    print(f"\nbucket_count(hour, 1990..2100) = {hours} in {took * 1e6:.1f} us")
+    with _listing_forbidden():
+        hours = bucket_count("hour", start, end)
     assert hours == (end - start) // timedelta(hours=1)
-    assert took < 0.01  # listing 960,000 hours takes seconds
 
 
 @pytest.mark.parametrize("granularity", ["hour", "interval", "day"])
@@ -94,14 +106,11 @@ def test_the_widest_series_is_refused_at_once(api, granularity, compare):
     query = f"granularity={granularity}&from=1990-01-01&to=2100-01-01"
     if compare:
         query += f"&compare={compare}"
-    began = time.perf_counter()
-    response = api.get(f"/api/reports/timeseries?{query}")
-    took = time.perf_counter() - began
-    print(f"\n{query}: {response.status_code} in {took * 1000:.1f} ms")
+    with _listing_forbidden():  # refused by arithmetic, before any bucket is listed
+        response = api.get(f"/api/reports/timeseries?{query}")
     assert response.status_code == 400, response.content
     cap = django_settings.METRIFLOW_MAX_BUCKETS
     assert f"more than {cap} buckets" in response.json()["granularity"][0]
-    assert took < 0.5
 
 
 def test_the_bucket_limit_counts_the_compared_range(api, settings):
@@ -211,7 +220,7 @@ def test_a_report_past_the_statement_timeout_is_503(settings, transactional_db):
     assert response.status_code == 503, response.content
     assert response["Content-Type"] == "application/json"
     assert "longer than 0.3 s" in response.json()["detail"]
-    assert 0.3 <= took < 5
+    assert took >= 0.3  # it waited for the timeout, then answered
     assert csv.status_code == 503 and "longer than" in csv.json()["detail"]
     # The timeout was local to the report's transaction: the connection keeps its own.
     with connection.cursor() as cursor:
@@ -251,10 +260,8 @@ def test_a_user_with_every_slot_held_gets_429_and_others_do_not(api, user, redis
         other = APIClient()
         other.force_authenticate(StaffFactory())
         assert other.get(SUMMARY).status_code == 200  # another user is not starved
-        began = time.perf_counter()
         health = APIClient().get("/api/health")
         assert health.status_code == 200 and health.json()["ok"] is True
-        assert time.perf_counter() - began < 1
     assert redis.zcard(key) == 0  # released
     assert api.get(SUMMARY).status_code == 200
     assert redis.zcard(key) == 0  # the request released its own slot
@@ -307,12 +314,15 @@ def test_one_users_slow_reports_leave_health_and_others_alone(transactional_db, 
             time.sleep(0.5)  # both are waiting on the lock now
             third = _get(report, access[alice])
             health = _get(f"{url}/api/health")
+            # Both answered while the two slow reports were still waiting on the lock.
+            answered_meanwhile = not any(future.done() for future in slow)
             other = _get(report, access[bob])
             answers = [future.result() for future in slow]
     print(f"\nthird: {third[:2]}, health: {health[:2]}, bob: {other[:2]}, "
           f"slow: {[a[:2] for a in answers]}")  # fmt: skip
-    assert third[0] == 429 and third[1] < 1 and int(third[2]["Retry-After"]) >= 1
-    assert health[0] == 200 and health[1] < 1
+    assert third[0] == 429 and int(third[2]["Retry-After"]) >= 1
+    assert health[0] == 200
+    assert answered_meanwhile
     assert other[0] == 503  # bob's own report waits on the lock too, in a slot of his
     assert sorted(a[0] for a in answers) == [503, 503]
-    assert all(2.5 <= a[1] < 5 for a in answers)
+    assert all(a[1] >= 2.5 for a in answers)  # each ran until its statement timeout
