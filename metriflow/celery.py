@@ -16,10 +16,11 @@ requeues them.
 """
 
 import logging
+import logging.config
 import os
 
 from amqp import spec
-from celery import Celery, bootsteps
+from celery import Celery, bootsteps, signals
 from kombu import Exchange, Queue
 
 logger = logging.getLogger(__name__)
@@ -81,6 +82,47 @@ class DeadLetterDeclaration(bootsteps.StartStopStep):
         logger.info("declared %s -> %s", DEAD_LETTER_EXCHANGE.name, DEAD_LETTER_QUEUE.name)
 
 
+def _configure_logging(logfile: str | None = None) -> None:
+    from django.conf import settings
+
+    from metriflow.settings.logs import to_file
+
+    logging.config.dictConfig(to_file(settings.LOGGING, logfile) if logfile else settings.LOGGING)
+    logging.captureWarnings(True)  # warnings too become records of the same format
+
+
+@signals.setup_logging.connect
+def use_metriflow_logging(logfile=None, **_) -> None:
+    """Workers and beat log through ``settings.LOGGING``, as the web app and the commands
+    do (JSON or readable lines), instead of Celery's own root handler and format; to
+    ``--logfile`` when one is given (its level stays ``LOG_LEVEL``)."""
+    _configure_logging(logfile)
+
+
+@signals.celeryd_init.connect
+def no_banner_in_json_logs(instance=None, options=None, **_) -> None:
+    """A worker's logging is set up from its very start (its first checks warn before
+    Celery sets up logging). With JSON logs every line a worker prints is JSON: its
+    start-up banner is left out (`celery inspect active_queues` and Flower show what it
+    consumes)."""
+    from django.conf import settings
+
+    _configure_logging((options or {}).get("logfile"))
+    if instance is not None and settings.METRIFLOW_LOG_FORMAT == "json":
+        instance.quiet = True
+
+
+@signals.worker_ready.connect
+def no_shutdown_notice_in_json_logs(sender=None, **_) -> None:
+    """Likewise, SIGTERM's warm shutdown is not announced by a plain line on stdout: the
+    same handler, installed again without its notice."""
+    from celery.apps.worker import install_worker_term_handler
+    from django.conf import settings
+
+    if settings.METRIFLOW_LOG_FORMAT == "json" and getattr(sender, "controller", None):
+        install_worker_term_handler(sender.controller, verbose=False)
+
+
 app = Celery("metriflow")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.conf.task_queues = tuple(_stage_queue(stage) for stage in STAGES)
@@ -91,5 +133,10 @@ app.conf.task_default_routing_key = "raw"
 app.conf.task_routes = {
     **{f"pipeline.stage.{stage}": {"queue": stage, "routing_key": stage} for stage in STAGES},
     "pipeline.sweep": {"queue": "staged", "routing_key": "staged"},
+    "pipeline.relay": {"queue": "staged", "routing_key": "staged"},
 }
 app.autodiscover_tasks()
+
+# Each worker's own task metrics on METRIFLOW_WORKER_METRICS_PORT (off by default):
+# signal handlers, connected on import (observability/worker.py).
+import observability.worker  # noqa: E402, F401

@@ -9,3 +9,40 @@ workers = int(os.environ.get("GUNICORN_WORKERS", multiprocessing.cpu_count() * 2
 worker_class = "sync"
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", 30))
 accesslog = os.environ.get("GUNICORN_ACCESS_LOG", "-")
+
+# /metrics sums the request metrics of every worker: each worker writes its counts to
+# files in PROMETHEUS_MULTIPROC_DIR (prometheus-client's multiprocess mode). The
+# master sets it before the workers start (the app is loaded in each worker, after):
+# the given directory emptied of an earlier run's counts, or a new temporary one,
+# removed when gunicorn exits.
+_metrics = {"dir": None, "owned": False}
+
+
+def on_starting(server):
+    import glob
+    import tempfile
+
+    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if path:
+        os.makedirs(path, exist_ok=True)
+        for stale in glob.glob(os.path.join(path, "*.db")):
+            os.remove(stale)
+    else:
+        path = tempfile.mkdtemp(prefix="metriflow-api-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
+        _metrics["owned"] = True
+    _metrics["dir"] = path
+
+
+def child_exit(server, worker):
+    """A worker that ended: its counts stay summed, its live gauges go."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid, _metrics["dir"])
+
+
+def on_exit(server):
+    if _metrics["owned"]:
+        import shutil
+
+        shutil.rmtree(_metrics["dir"], ignore_errors=True)

@@ -12,6 +12,8 @@ def favicon(request):
 
 urlpatterns = [
     path("favicon.ico", favicon),
+    # Prometheus metrics, for a bearer token or allowed addresses (observability/).
+    path("", include("observability.urls")),
     path("admin/", admin.site.urls),
     path("api/", include("reporting.urls")),
     path("api/", include("apikeys.urls")),  # /api/keys

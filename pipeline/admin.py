@@ -10,7 +10,16 @@ from django.contrib import admin, messages
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
-from .models import IngestBatch, IngestReject, Page, PipelineLedger, PipelineRun, Site, TaskFailure
+from .models import (
+    IngestBatch,
+    IngestReject,
+    Page,
+    PipelineLedger,
+    PipelineOutbox,
+    PipelineRun,
+    Site,
+    TaskFailure,
+)
 from .stages import WINDOW_UNIT
 
 RECENT_RUNS = 20  # runs of a window shown on its ledger page; the rest behind a link
@@ -118,8 +127,10 @@ class PipelineLedgerAdmin(ReadOnlyAdmin):
 
     actions = ["rerun"]
     readonly_fields = ("error", "runs")
-    list_display = ("stage", "window", "status", "attempts", "ms", "rows_in", "rows_out", "updated")
-    list_filter = ("stage", "status")
+    list_display = (
+        "stage", "window", "status", "attempts", "ms", "rows_in", "rows_out", "worker", "updated"
+    )  # fmt: skip
+    list_filter = ("stage", "status")  # queued and running show while they last
     search_fields = ("error",)
     date_hierarchy = "updated_at"
 
@@ -228,3 +239,25 @@ class TaskFailureAdmin(ReadOnlyAdmin):
     @admin.display(description="error")
     def short_error(self, obj: TaskFailure) -> str:
         return obj.error if len(obj.error) <= 120 else f"{obj.error[:117]}..."
+
+
+class _Published(admin.SimpleListFilter):
+    title = "published"
+    parameter_name = "published"
+
+    def lookups(self, request, model_admin):
+        return (("yes", "Published"), ("no", "Waiting for the broker"))
+
+    def queryset(self, request, queryset):
+        if self.value() in ("yes", "no"):
+            return queryset.filter(published_at__isnull=self.value() == "no")
+        return queryset
+
+
+@admin.register(PipelineOutbox)
+class PipelineOutboxAdmin(ReadOnlyAdmin):
+    """Hand-offs to the stage tasks: written with what they follow, published after."""
+
+    list_display = ("id", "task_name", "ledger", "created_at", "published_at", "attempts", "error")
+    list_filter = (_Published, "task_name")
+    search_fields = ("task_id", "error")

@@ -152,6 +152,7 @@ class PipelineLedger(models.Model):
 
     class Status(models.TextChoices):
         PENDING = "pending"
+        QUEUED = "queued"
         RUNNING = "running"
         DONE = "done"
         FAILED = "failed"
@@ -167,6 +168,7 @@ class PipelineLedger(models.Model):
     attempts = models.IntegerField(default=0)
     created_at = models.DateTimeField()
     updated_at = models.DateTimeField()
+    queued_at = models.DateTimeField(null=True, help_text="When it was last queued.")
     started_at = models.DateTimeField(null=True)
     finished_at = models.DateTimeField(null=True)
     duration_ms = models.BigIntegerField(null=True)
@@ -218,6 +220,31 @@ class PipelineRun(models.Model):
 
     def __str__(self) -> str:
         return f"{self.ledger.stage} {self.ledger.window} #{self.attempt} ({self.status})"
+
+
+class PipelineOutbox(models.Model):
+    """A hand-off to a stage task, written with the transaction it follows and
+    published after it commits (empty ``published_at``: not yet on the broker)."""
+
+    id = models.BigAutoField(primary_key=True)
+    ledger = models.ForeignKey(PipelineLedger, on_delete=models.CASCADE, related_name="outbox")
+    task_name = models.TextField()
+    batch_id = models.BigIntegerField(null=True)
+    window_start = models.DateTimeField(null=True)
+    created_at = models.DateTimeField()
+    published_at = models.DateTimeField(null=True)
+    attempts = models.IntegerField(default=0)
+    task_id = models.TextField(null=True)
+    error = models.TextField(null=True)
+
+    class Meta:
+        managed = False
+        db_table = "pipeline_outbox"
+        ordering = ["-id"]
+        verbose_name = "pipeline hand-off"
+
+    def __str__(self) -> str:
+        return f"{self.task_name} for ledger {self.ledger_id}"
 
 
 class TaskFailure(models.Model):

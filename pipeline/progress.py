@@ -2,7 +2,8 @@
 
 ``manage.py pipeline wait`` (and through it ``make demo``) polls this while the
 Celery workers run the chain: it returns when no batch is loading or waiting to
-be staged, no window is pending or running, and no stage holds a dirty key.
+be staged, no window is pending, queued or running, no hand-off waits in the outbox
+for the broker, and no stage holds a dirty key.
 A window that failed is reported, not waited for: once nothing is loading or
 running for ``STALL_SECONDS`` and a window has failed, waiting stops (its task
 is retried by Celery or re-enqueued by the periodic sweep; ``pipeline status``
@@ -23,13 +24,18 @@ STALL_SECONDS = 10.0
 @dataclass(frozen=True)
 class Backlog:
     loading: int = 0  # ingest batches still being written
-    open: dict[str, int] = field(default_factory=dict)  # stage -> pending or running windows
+    open: dict[str, int] = field(default_factory=dict)  # stage -> pending/queued/running
     dirty: dict[str, int] = field(default_factory=dict)  # stage -> dirty keys
     failed: tuple[tuple[str, str, str], ...] = ()  # (stage, window, error)
+    queued: int = 0  # of the open windows: queued, waiting for a worker
+    running: int = 0  # of the open windows: running now
+    unpublished: int = 0  # hand-offs in the outbox not yet on the broker
 
     @property
     def settled(self) -> bool:
-        return not (self.loading or any(self.open.values()) or any(self.dirty.values()))
+        return not (
+            self.loading or any(self.open.values()) or any(self.dirty.values()) or self.unpublished
+        )
 
     @property
     def idle(self) -> bool:
@@ -41,7 +47,13 @@ class Backlog:
         if self.loading:
             parts.append(f"{self.loading} batch(es) loading")
         if any(self.open.values()):
-            parts.append("open " + ", ".join(f"{s} {n}" for s, n in self.open.items() if n))
+            parts.append(
+                "open "
+                + ", ".join(f"{s} {n}" for s, n in self.open.items() if n)
+                + f" ({self.queued} queued, {self.running} running)"
+            )
+        if self.unpublished:
+            parts.append(f"{self.unpublished} hand-off(s) waiting for the broker")
         if any(self.dirty.values()):
             parts.append(
                 "dirty keys " + ", ".join(f"{s} {n:,}" for s, n in self.dirty.items() if n)
@@ -56,10 +68,16 @@ def backlog() -> Backlog:
         cursor.execute("SELECT count(*) FROM ingest_batch WHERE status = 'loading'")
         loading = cursor.fetchone()[0]
         cursor.execute(
-            "SELECT stage, count(*) FROM pipeline_ledger "
-            "WHERE status IN ('pending', 'running') GROUP BY 1"
+            "SELECT stage, status, count(*) FROM pipeline_ledger "
+            "WHERE status IN ('pending', 'queued', 'running') GROUP BY 1, 2"
         )
-        open_windows = dict(cursor.fetchall())
+        open_windows: dict[str, int] = {}
+        by_status: dict[str, int] = {}
+        for stage, status, count in cursor.fetchall():
+            open_windows[stage] = open_windows.get(stage, 0) + count
+            by_status[status] = by_status.get(status, 0) + count
+        cursor.execute("SELECT count(*) FROM pipeline_outbox WHERE published_at IS NULL")
+        unpublished = cursor.fetchone()[0]
         cursor.execute("SELECT stage, count(*) FROM pipeline_dirty GROUP BY 1")
         dirty = dict(cursor.fetchall())
         cursor.execute(
@@ -68,7 +86,15 @@ def backlog() -> Backlog:
             "WHERE status = 'failed' ORDER BY updated_at DESC LIMIT 20"
         )
         failed = tuple(cursor.fetchall())
-    return Backlog(loading, open_windows, dirty, failed)
+    return Backlog(
+        loading,
+        open_windows,
+        dirty,
+        failed,
+        queued=by_status.get("queued", 0),
+        running=by_status.get("running", 0),
+        unpublished=unpublished,
+    )
 
 
 def wait_until_settled(

@@ -6,8 +6,12 @@ import json
 import logging
 import os
 from dataclasses import dataclass
+from datetime import UTC
 
+from amqp.exceptions import AMQPError, MessageNacked
+from celery.utils import uuid
 from kombu import Producer
+from kombu.exceptions import KombuError
 
 from metriflow.celery import DEAD_LETTER_QUEUE, PIPELINE_EXCHANGE, app, declare_dead_letter, recover
 
@@ -77,6 +81,81 @@ def enqueue_ledger_windows(ledger_ids: list[int]) -> list[QueuedWindow]:
             QueuedWindow(entry.stage, entry.window, _task_queue(task.name), result.id, marked)
         )
     return queued
+
+
+RELAY_BATCH = 100  # outbox rows published per transaction
+_BROKER_ERRORS = (KombuError, AMQPError, MessageNacked, OSError)
+
+
+@dataclass(frozen=True)
+class Relayed:
+    published: int
+    error: str | None = None  # why publishing stopped (the broker is away), if it did
+
+
+def relay_outbox() -> Relayed:
+    """Publishes every unpublished outbox message (``pipeline_outbox``) and marks it
+    published, oldest first, ``RELAY_BATCH`` per transaction.
+
+    Rows are taken ``FOR UPDATE SKIP LOCKED``: relays running at once (workers after
+    their commits, an ingest, the periodic one) each take rows no other one holds, so
+    none is published twice by two relays. A message is published with publisher
+    confirms (``confirm_publish``: once it returns, the broker has it) before its row
+    is marked, so a relay that dies in between leaves the row to be published again
+    (at least once; the stages are idempotent). When the broker cannot be reached the
+    row keeps its error and attempt count and the relay stops, returning the error.
+    """
+    published = 0
+    while True:
+        with stages.connect() as conn:
+            rows = conn.execute(
+                "SELECT id, task_name, batch_id, window_start FROM pipeline_outbox "
+                "WHERE published_at IS NULL ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED",
+                (RELAY_BATCH,),
+            ).fetchall()
+            sent: list[tuple[int, str]] = []
+            error = None
+            for outbox_id, task_name, batch_id, window_start in rows:
+                if batch_id is not None:
+                    kwargs = {"batch_id": batch_id}
+                else:
+                    kwargs = {"window_start": window_start.astimezone(UTC).isoformat()}
+                task_id = uuid()
+                try:
+                    app.send_task(task_name, kwargs=kwargs, task_id=task_id)
+                except _BROKER_ERRORS as exc:
+                    error = " ".join(f"{type(exc).__name__}: {exc}".split())[:500]
+                    conn.execute(
+                        "UPDATE pipeline_outbox SET attempts = attempts + 1, error = %s "
+                        "WHERE id = %s",
+                        (error, outbox_id),
+                    )
+                    break
+                sent.append((outbox_id, task_id))
+            if sent:
+                conn.execute(
+                    "UPDATE pipeline_outbox o SET published_at = clock_timestamp(), "
+                    "attempts = o.attempts + 1, task_id = v.task_id, error = NULL "
+                    "FROM unnest(%s::bigint[], %s::text[]) AS v (id, task_id) WHERE o.id = v.id",
+                    ([i for i, _ in sent], [t for _, t in sent]),
+                )
+            conn.commit()
+        published += len(sent)
+        if error is not None or len(rows) < RELAY_BATCH:
+            return Relayed(published, error)
+
+
+def relay_outbox_after_commit() -> Relayed:
+    """The relay a process runs after committing hand-offs: a broker that cannot be
+    reached is one warning line, not an error (the hand-offs stay in the outbox, and
+    the periodic relay publishes them once the broker is back)."""
+    relayed = relay_outbox()
+    if relayed.error is not None:
+        logger.warning(
+            "broker unreachable, hand-off kept in the outbox for the periodic relay: %s",
+            relayed.error,
+        )
+    return relayed
 
 
 def record_task_failure(

@@ -3,11 +3,19 @@
 Each stage's work is a stored procedure (``sql/functions/stages.sql``); this
 module decides *which* windows to run, takes the window's advisory lock so
 that no two workers work it at once, and records the run in the ledger
-(``pipeline_ledger``: the window's current state, pending / running / done /
-failed, attempts, timings, row counts) and in the run history
+(``pipeline_ledger``: the window's current state, pending / queued / running /
+done / failed, attempts, timings, row counts) and in the run history
 (``pipeline_run``: one row per run, done or failed, with its attempt, worker,
 Celery task id and error). It is called by the Celery tasks, by ``manage.py
 pipeline`` and by the admin; none of them hold logic of their own.
+
+A run claims its window ``running`` (worker host:pid, start) in a statement of
+its own before the stage's transaction, so every session sees it while it
+lasts; ``done`` (or ``failed``) is written in the stage's transaction (or right
+after it rolled back). Run with ``hand_off`` (the Celery chain), the stage's
+transaction also queues what comes next (``_hand_off``: the ledger's
+``queued`` state and an outbox message per window, sql/functions/handoff.sql),
+which the relay publishes after the commit (``pipeline.services.relay_outbox``).
 
 Windows: the staged stage works on one ingest batch; page, interval and daily
 on one calendar month of dirty (page, day) keys (page and interval keys carry
@@ -28,6 +36,7 @@ later stages, returning it with its error.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
@@ -39,6 +48,8 @@ from datetime import UTC, datetime
 
 import psycopg
 from django.conf import settings
+
+from observability.logs import logged_stage_run
 
 from . import dataversion
 from .ingest.service import conninfo
@@ -66,11 +77,11 @@ class StageRun:
     error: str | None = None  # a failed run's error, as the ledger records it
 
 
-def connect() -> psycopg.Connection:
+def connect(*, autocommit: bool = False) -> psycopg.Connection:
     # A killed worker's backend notices the lost client within seconds and rolls
     # back, releasing the window's advisory lock for the redelivered task.
     return psycopg.connect(
-        conninfo(), autocommit=False, options="-c client_connection_check_interval=2000"
+        conninfo(), autocommit=autocommit, options="-c client_connection_check_interval=2000"
     )
 
 
@@ -140,7 +151,9 @@ _RUN_INSERT = (
 
 
 def _ledger_start(conn, stage: str, batch_id: int | None, start, end) -> tuple[int, int]:
-    """Claims the window's ledger row; returns its id and this run's attempt number."""
+    """Claims the window's ledger row, ``running`` with this worker and its start, in a
+    statement of its own (autocommit), so that every session sees it while it runs;
+    returns the row's id and this run's attempt number."""
     return conn.execute(
         "INSERT INTO pipeline_ledger (stage, batch_id, window_start, window_end, status, "
         "attempts, started_at, updated_at, worker, error) "
@@ -172,62 +185,145 @@ def _ledger_finish(
 
 
 def _ledger_fail(
-    stage: str, batch_id: int | None, start, end, run: _Run, error: BaseException
+    conn,
+    claim: tuple[int, int] | None,
+    stage: str,
+    batch_id: int | None,
+    start,
+    end,
+    run: _Run,
+    error: BaseException,
+    hand_off: bool,
 ) -> None:
-    """Records a failed run, ledger and history, on a connection of its own (the stage's
-    transaction, ledger row included, was rolled back)."""
+    """Records a failed run, ledger and history, after the stage's transaction rolled
+    back: on the run's own connection while it holds the window's lock, or on a new one
+    when that connection is gone. ``claim``: the ledger row and attempt the run claimed
+    (None when it failed before claiming it). With ``hand_off``, what the window's state
+    held back is handed off as when it finishes (a failed window waits for nothing)."""
     text = _error_text(error)
-    with connect() as conn:
-        ledger_id, attempt = conn.execute(
-            "INSERT INTO pipeline_ledger (stage, batch_id, window_start, window_end, status, "
-            "attempts, updated_at, finished_at, worker, error) "
-            "VALUES (%s, %s, %s, %s, 'failed', 1, now(), now(), %s, %s) "
-            "ON CONFLICT (stage, batch_id, window_start) DO UPDATE SET status = 'failed', "
-            "attempts = pipeline_ledger.attempts + 1, updated_at = now(), finished_at = now(), "
-            "worker = EXCLUDED.worker, error = EXCLUDED.error "
-            "RETURNING id, attempts",
-            (stage, batch_id, start, end, worker_name(), text),
+    with contextlib.ExitStack() as stack:
+        if conn is None or conn.closed or conn.broken:
+            conn = stack.enter_context(connect())
+        with conn.transaction():
+            if hand_off:
+                conn.execute("SELECT pipeline_handoff_lock(%s, %s, %s)", (stage, batch_id, start))
+            if claim is None:
+                claim = conn.execute(
+                    "INSERT INTO pipeline_ledger (stage, batch_id, window_start, window_end, "
+                    "status, attempts, updated_at, finished_at, worker, error) "
+                    "VALUES (%s, %s, %s, %s, 'failed', 1, now(), now(), %s, %s) "
+                    "ON CONFLICT (stage, batch_id, window_start) DO UPDATE SET "
+                    "status = 'failed', attempts = pipeline_ledger.attempts + 1, "
+                    "updated_at = now(), finished_at = now(), worker = EXCLUDED.worker, "
+                    "error = EXCLUDED.error RETURNING id, attempts",
+                    (stage, batch_id, start, end, worker_name(), text),
+                ).fetchone()
+            else:
+                conn.execute(
+                    "UPDATE pipeline_ledger SET status = 'failed', updated_at = now(), "
+                    "finished_at = now(), error = %s WHERE id = %s",
+                    (text, claim[0]),
+                )
+            ledger_id, attempt = claim
+            conn.execute(
+                _RUN_INSERT,
+                (ledger_id, attempt, "failed", run.started_at, run.millis(), None, None,
+                 worker_name(), run.task_id, text),
+            )  # fmt: skip
+            if hand_off:
+                _hand_off(conn, stage, batch_id, start, including_self=False)
+
+
+# ------------------------------------------------------------ the hand-off
+
+
+def _handoff_windows(conn, stage: str, batch_id: int | None, start) -> list[tuple[str, datetime]]:
+    """The windows a finished window considers queueing, in lock order (stage, start):
+    for a batch, every page window of its hours; for a time window, the window of each
+    later stage holding its start (sql/functions/handoff.sql says why that suffices)."""
+    if stage == "staged":
+        first, last = conn.execute(
+            "SELECT first_hour, last_hour FROM ingest_batch WHERE id = %s", (batch_id,)
         ).fetchone()
-        conn.execute(
-            _RUN_INSERT,
-            (ledger_id, attempt, "failed", run.started_at, run.millis(), None, None, worker_name(),
-             run.task_id, text),
-        )  # fmt: skip
-        conn.commit()
+        if first is None:
+            return []
+        windows, month = [], _window_start(first, "month")
+        while month <= last:
+            windows.append(("page", month))
+            end = _window_end(month, "month")
+            if end == RANGE_END:
+                break
+            month = end
+        return windows
+    following = STAGES[STAGES.index(stage) + 1 :]
+    return [(later, _window_start(start, WINDOW_UNIT[later])) for later in following]
 
 
-def run_staged(batch_id: int, *, task_id: str | None = None) -> StageRun:
+def _hand_off(conn, stage: str, batch_id: int | None, start, *, including_self: bool = True) -> int:
+    """In the transaction that finished a window (its ledger row updated under its own
+    hand-off lock): queues the windows that now have work and nothing left to wait for,
+    and, when ``including_self``, the finished window again if keys of it were marked
+    dirty while it ran. Each queued window gets an outbox message, published after the
+    commit. Returns the windows queued."""
+    candidates = _handoff_windows(conn, stage, batch_id, start)
+    if including_self and stage != "staged":
+        candidates.insert(0, (stage, start))
+    queued = 0
+    for later, window_start in candidates:
+        window_end = _window_end(window_start, WINDOW_UNIT[later])
+        queued += conn.execute(
+            "SELECT pipeline_queue_window(%s, %s, %s, %s::timestamptz, %s::timestamptz)",
+            (later, window_start, window_end, *_sql_bounds(window_start, window_end)),
+        ).fetchone()[0]
+    return queued
+
+
+def _claim_lock(conn, stage: str, key: int) -> bool:
+    """The window's run lock, for this connection's session: no two runs of a window
+    overlap, even one whose ledger row the sweep gave up on while it still runs."""
+    return conn.execute("SELECT pg_try_advisory_lock(%s, %s)", _lock_key(stage, key)).fetchone()[0]
+
+
+@logged_stage_run
+def run_staged(batch_id: int, *, task_id: str | None = None, hand_off: bool = False) -> StageRun:
     """Stages one ingest batch (raw -> staged) and marks its page-days dirty.
 
-    ``task_id``: the Celery task running it, kept in the run history.
+    ``task_id``: the Celery task running it, kept in the run history. ``hand_off``:
+    queue the page windows it dirtied (the Celery chain), in its transaction.
     """
     window = f"batch {batch_id}"
     run = _Run.begin(task_id)
     started = run.started
-    try:
-        with connect() as conn:
-            locked = conn.execute(
-                "SELECT pg_try_advisory_xact_lock(%s, %s)", _lock_key("staged", batch_id)
-            ).fetchone()[0]
-            if not locked:
+    claim = None
+    with connect(autocommit=True) as conn:
+        try:
+            if not _claim_lock(conn, "staged", batch_id):
                 return StageRun("staged", window, "busy")
-            ledger_id, attempt = _ledger_start(conn, "staged", batch_id, None, None)
-            rows_in, rows_out = conn.execute(
-                "SELECT rows_in, rows_out FROM stage_staged(%s)", (batch_id,)
-            ).fetchone()
-            _ledger_finish(conn, ledger_id, attempt, run, rows_in, rows_out)
-            conn.commit()
-        dataversion.bump()
-    except Exception as exc:
-        _ledger_fail("staged", batch_id, None, None, run, exc)
-        raise
+            claim = _ledger_start(conn, "staged", batch_id, None, None)
+            with conn.transaction():
+                rows_in, rows_out = conn.execute(
+                    "SELECT rows_in, rows_out FROM stage_staged(%s)", (batch_id,)
+                ).fetchone()
+                if hand_off:
+                    conn.execute("SELECT pipeline_handoff_lock('staged', %s, NULL)", (batch_id,))
+                _ledger_finish(conn, *claim, run, rows_in, rows_out)
+                if hand_off:
+                    _hand_off(conn, "staged", batch_id, None)
+        except Exception as exc:
+            _ledger_fail(conn, claim, "staged", batch_id, None, None, run, exc, hand_off)
+            raise
+    dataversion.bump()
     return StageRun("staged", window, "done", rows_in, rows_out, time.perf_counter() - started)
 
 
-def run_window(stage: str, start: datetime, *, task_id: str | None = None) -> StageRun:
+@logged_stage_run
+def run_window(
+    stage: str, start: datetime, *, task_id: str | None = None, hand_off: bool = False
+) -> StageRun:
     """Recomputes the dirty keys of one stage inside one window starting at ``start``.
 
-    ``task_id``: the Celery task running it, kept in the run history.
+    ``task_id``: the Celery task running it, kept in the run history. ``hand_off``:
+    queue the later stages' windows it leads to (the Celery chain), in its transaction.
     """
     if stage not in TIME_STAGES:
         raise ValueError(f"not a time-window stage: {stage}")
@@ -240,34 +336,35 @@ def run_window(stage: str, start: datetime, *, task_id: str | None = None) -> St
     low, high = _sql_bounds(start, end)
     run = _Run.begin(task_id)
     started = run.started
-    try:
-        with connect() as conn:
-            locked = conn.execute(
-                "SELECT pg_try_advisory_xact_lock(%s, %s)",
-                _lock_key(stage, int(start.timestamp() // 3600)),
-            ).fetchone()[0]
-            if not locked:
+    claim = None
+    with connect(autocommit=True) as conn:
+        try:
+            if not _claim_lock(conn, stage, int(start.timestamp() // 3600)):
                 return StageRun(stage, window, "busy")
-            ledger_id, attempt = _ledger_start(conn, stage, None, start, end)
-            if stage == "interval":
-                row = conn.execute(
-                    "SELECT rows_in, rows_out "
-                    "FROM stage_interval(%s::timestamptz, %s::timestamptz, %s)",
-                    (low, high, settings.METRIFLOW_INTERVAL_HOURS),
-                ).fetchone()
-            else:
-                row = conn.execute(
-                    f"SELECT rows_in, rows_out FROM stage_{stage}"
-                    "(%s::timestamptz, %s::timestamptz)",
-                    (low, high),
-                ).fetchone()
-            rows_in, rows_out = row
-            _ledger_finish(conn, ledger_id, attempt, run, rows_in, rows_out)
-            conn.commit()
-        dataversion.bump()
-    except Exception as exc:
-        _ledger_fail(stage, None, start, end, run, exc)
-        raise
+            claim = _ledger_start(conn, stage, None, start, end)
+            with conn.transaction():
+                if stage == "interval":
+                    row = conn.execute(
+                        "SELECT rows_in, rows_out "
+                        "FROM stage_interval(%s::timestamptz, %s::timestamptz, %s)",
+                        (low, high, settings.METRIFLOW_INTERVAL_HOURS),
+                    ).fetchone()
+                else:
+                    row = conn.execute(
+                        f"SELECT rows_in, rows_out FROM stage_{stage}"
+                        "(%s::timestamptz, %s::timestamptz)",
+                        (low, high),
+                    ).fetchone()
+                rows_in, rows_out = row
+                if hand_off:
+                    conn.execute("SELECT pipeline_handoff_lock(%s, NULL, %s)", (stage, start))
+                _ledger_finish(conn, *claim, run, rows_in, rows_out)
+                if hand_off:
+                    _hand_off(conn, stage, None, start)
+        except Exception as exc:
+            _ledger_fail(conn, claim, stage, None, start, end, run, exc, hand_off)
+            raise
+    dataversion.bump()
     return StageRun(stage, window, "done", rows_in, rows_out, time.perf_counter() - started)
 
 
@@ -293,6 +390,69 @@ def dirty_windows(stage: str) -> list[datetime]:
             (unit, _window_start(RANGE_END, unit), RANGE_START, stage),
         ).fetchall()
     return [start.astimezone(UTC) for (start,) in rows]
+
+
+def stale_after_seconds() -> int:
+    """How long a window may stay queued or running before the sweep queues it again:
+    the stage task's hard time limit, past which Celery has killed its run."""
+    return settings.CELERY_TASK_TIME_LIMIT
+
+
+_STALE = (
+    "(status = 'running' AND started_at < now() - make_interval(secs => %(limit)s)) "
+    "OR (status = 'queued' AND queued_at < now() - make_interval(secs => %(limit)s))"
+)
+
+
+def sweep() -> dict[str, int]:
+    """What the periodic sweep queues (each in a transaction of its own, with its outbox
+    message): windows queued or running past ``stale_after_seconds()`` (a run killed
+    with its worker, a message lost), batches handed off but not staged (pending or
+    failed), and every window holding dirty keys that nothing else will queue. Old
+    published outbox rows are deleted. Returns the counts queued."""
+    limit = stale_after_seconds()
+    counts = {"stale": 0, "batches": 0, "windows": 0}
+    with connect(autocommit=True) as conn:
+        stale = conn.execute(
+            "SELECT stage, batch_id, window_start, window_end FROM pipeline_ledger "
+            f"WHERE {_STALE} ORDER BY _stage_rank(stage), batch_id, window_start",
+            {"limit": limit},
+        ).fetchall()
+        for stage, batch_id, start, end in stale:
+            with conn.transaction():
+                conn.execute("SELECT pipeline_handoff_lock(%s, %s, %s)", (stage, batch_id, start))
+                still = conn.execute(
+                    "SELECT FROM pipeline_ledger WHERE stage = %(stage)s "
+                    "AND batch_id IS NOT DISTINCT FROM %(batch)s "
+                    f"AND window_start IS NOT DISTINCT FROM %(start)s AND ({_STALE})",
+                    {"stage": stage, "batch": batch_id, "start": start, "limit": limit},
+                ).fetchone()
+                if still is not None:
+                    counts["stale"] += conn.execute(
+                        "SELECT pipeline_enqueue(%s, %s, %s, %s, true)",
+                        (stage, batch_id, start, end),
+                    ).fetchone()[0]
+        batches = conn.execute(
+            "SELECT l.batch_id FROM pipeline_ledger l JOIN ingest_batch b ON b.id = l.batch_id "
+            "WHERE l.stage = 'staged' AND l.status IN ('pending', 'failed') "
+            "AND b.status IN ('loaded', 'broken') ORDER BY l.batch_id"
+        ).fetchall()
+        for (batch_id,) in batches:
+            with conn.transaction():
+                counts["batches"] += conn.execute(
+                    "SELECT pipeline_enqueue('staged', %s, NULL, NULL)", (batch_id,)
+                ).fetchone()[0]
+        for stage in TIME_STAGES:
+            for start in dirty_windows(stage):
+                end = _window_end(start, WINDOW_UNIT[stage])
+                with conn.transaction():
+                    counts["windows"] += conn.execute(
+                        "SELECT pipeline_queue_window(%s, %s, %s, %s::timestamptz, "
+                        "%s::timestamptz)",
+                        (stage, start, end, *_sql_bounds(start, end)),
+                    ).fetchone()[0]
+        conn.execute("DELETE FROM pipeline_outbox WHERE published_at < now() - interval '7 days'")
+    return counts
 
 
 def drain(stages: tuple[str, ...] = STAGES, workers: int | None = None) -> list[StageRun]:

@@ -10,14 +10,22 @@ queue, their error kept by task id (``record_task_failure`` on ``task_failure``,
 which Celery sends only for a failure that is final: not for a retry, nor for a
 message requeued after a lost worker). Every window is a task of its own: one
 that fails has been recorded failed in the ledger and run history by the stage
-before it is dead-lettered, and holds no other window back. A stage task that finished its window
-enqueues the next stage's window with an immutable signature; the periodic
-sweep re-enqueues whatever is still pending or dirty, so a lost message only
-delays work.
+before it is dead-lettered, and holds no other window back.
+
+The hand-off: a stage task's window queues the windows that come next in its own
+transaction (the ledger's ``queued`` state and an outbox message each, once per
+window however many windows lead to it), and the task relays the outbox after
+the commit (``services.relay_outbox``). So does ingestion after its batch
+committed (``trigger_staged``), and ``pipeline.relay`` runs it periodically
+(beat), so a hand-off written while the broker was away is published once it is
+back. The periodic sweep queues what is still pending, dirty or past its time
+limit, so a lost message only delays work.
 """
 
 from __future__ import annotations
 
+import logging
+from contextlib import contextmanager
 from datetime import datetime
 
 import psycopg
@@ -27,6 +35,8 @@ from django.conf import settings
 
 from . import services, stages
 from .ingest import ingest_file
+
+logger = logging.getLogger(__name__)
 
 TRANSIENT = (psycopg.OperationalError,)
 BUSY_RETRY_SECONDS = 10
@@ -53,13 +63,29 @@ def ingest_file_task(
     return {"batch_id": result.batch_id, "status": result.status, "accepted": result.accepted}
 
 
+@contextmanager
+def _relayed_if_failed():
+    """A failed window hands off what waited for it (``stages._ledger_fail``): relay
+    that before the error goes on to Celery. The relay's own failure is only logged
+    (the periodic relay publishes what it left); the stage's error is what counts."""
+    try:
+        yield
+    except Exception:
+        try:
+            services.relay_outbox_after_commit()
+        except Exception:
+            logger.warning("relay after a failed window failed", exc_info=True)
+        raise
+
+
 @shared_task(name="pipeline.stage.staged", bind=True, **STAGE_TASK_OPTIONS)
 def stage_batch_task(self, *, batch_id: int) -> dict:
-    run = stages.run_staged(batch_id, task_id=self.request.id)
-    if run.status == "done":
-        enqueue_dirty_windows("page")
-    elif run.status == "busy":  # another worker holds it; its outcome is checked later
+    with _relayed_if_failed():
+        run = stages.run_staged(batch_id, task_id=self.request.id, hand_off=True)
+    if run.status == "busy":  # another worker holds it; its outcome is checked later
         stage_batch_task.si(batch_id=batch_id).apply_async(countdown=BUSY_RETRY_SECONDS)
+    else:
+        services.relay_outbox_after_commit()
     return {"stage": run.stage, "status": run.status, "rows_out": run.rows_out}
 
 
@@ -67,16 +93,14 @@ def _window_task(stage: str):
     @shared_task(name=f"pipeline.stage.{stage}", bind=True, **STAGE_TASK_OPTIONS)
     def run_window_task(self, *, window_start: str) -> dict:
         start = datetime.fromisoformat(window_start)
-        run = stages.run_window(stage, start, task_id=self.request.id)
-        following = stages.NEXT_STAGE[stage]
-        if run.status == "done" and run.rows_in and following:
-            unit = stages.WINDOW_UNIT[following]
-            next_start = start if unit == stages.WINDOW_UNIT[stage] else start.replace(month=1)
-            WINDOW_TASKS[following].si(window_start=next_start.isoformat()).apply_async()
-        elif run.status == "busy":  # another worker holds it; its outcome is checked later
+        with _relayed_if_failed():
+            run = stages.run_window(stage, start, task_id=self.request.id, hand_off=True)
+        if run.status == "busy":  # another worker holds it; its outcome is checked later
             WINDOW_TASKS[stage].si(window_start=window_start).apply_async(
                 countdown=BUSY_RETRY_SECONDS
             )
+        else:
+            services.relay_outbox_after_commit()
         return {"stage": stage, "status": run.status, "rows_out": run.rows_out}
 
     return run_window_task
@@ -87,25 +111,26 @@ WINDOW_TASKS = {stage: _window_task(stage) for stage in stages.TIME_STAGES}
 
 @shared_task(name="pipeline.sweep", ignore_result=True, acks_late=True)
 def sweep_task() -> dict:
-    """Re-enqueues every pending batch and every stage window that still holds dirty keys."""
-    batches = stages.pending_batches()
-    for batch_id in batches:
-        stage_batch_task.si(batch_id=batch_id).apply_async()
-    windows = sum(enqueue_dirty_windows(stage) for stage in stages.TIME_STAGES)
-    return {"batches": len(batches), "windows": windows}
+    """Queues every pending batch, every window past its time limit and every window
+    that still holds dirty keys (``stages.sweep``), then relays the outbox."""
+    counts = stages.sweep()
+    counts["published"] = services.relay_outbox().published
+    return counts
 
 
-def enqueue_dirty_windows(stage: str) -> int:
-    starts = stages.dirty_windows(stage)
-    for start in starts:
-        WINDOW_TASKS[stage].si(window_start=start.isoformat()).apply_async()
-    return len(starts)
+@shared_task(name="pipeline.relay", ignore_result=True, acks_late=True)
+def relay_task() -> dict:
+    """Publishes the outbox's unpublished hand-offs (run by beat)."""
+    result = services.relay_outbox()
+    return {"published": result.published, "error": result.error}
 
 
 def trigger_staged(batch_id: int | None) -> None:
-    """After an ingest batch committed: start the chain for it (when triggering is on)."""
+    """After an ingest batch committed (its hand-off in the outbox when triggering is
+    on): publish it. With the broker away this warns in one line and returns; the
+    periodic relay publishes it once the broker is back."""
     if batch_id is not None and settings.METRIFLOW_PIPELINE_TRIGGER:
-        stage_batch_task.si(batch_id=batch_id).apply_async()
+        services.relay_outbox_after_commit()
 
 
 @task_failure.connect

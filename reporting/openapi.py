@@ -88,12 +88,35 @@ class PerformanceSerializer(serializers.Serializer):
     both = StrategySerializer(help_text="Mobile and desktop samples together.")
 
 
+class QualitySerializer(serializers.Serializer):
+    batch = serializers.IntegerField(help_text="The ingest batch (one file).")
+    responses = serializers.IntegerField(help_text="Its GA4 responses that carry a flag.")
+    rows = serializers.IntegerField(help_text="Rows of those responses that were accepted.")
+    first_hour = serializers.DateTimeField(help_text="First UTC hour of those rows.")
+    last_hour = serializers.DateTimeField(help_text="Last UTC hour of those rows.")
+    data_loss_from_other_row = serializers.BooleanField(
+        help_text="GA4 folded rows into an '(other)' row, which Metriflow rejects: traffic "
+        "of these hours is missing (metadata.dataLossFromOtherRow)."
+    )
+    subject_to_thresholding = serializers.BooleanField(
+        help_text="GA4 withheld rows with small counts (metadata.subjectToThresholding)."
+    )
+    sampled = serializers.BooleanField(
+        help_text="GA4 computed the report from a sample (metadata.samplingMetadatas)."
+    )
+
+
 class FreshnessSerializer(serializers.Serializer):
     pipeline_run_at = serializers.DateTimeField(
         allow_null=True,
         help_text="End of the newest completed stage run over a window the range overlaps.",
     )
     pending = serializers.BooleanField(help_text="Whether work for the range is still waiting.")
+    quality = QualitySerializer(
+        many=True,
+        help_text="The ingested batches over the range whose GA4 reports said they are "
+        "incomplete (newest first, at most 20; docs/sources.md). Empty: none said so.",
+    )
 
 
 class RangeBodySerializer(serializers.Serializer):
@@ -234,6 +257,63 @@ class HealthSerializer(serializers.Serializer):
     services = serializers.DictField(
         child=serializers.BooleanField(), help_text="`postgres` and `redis`: whether they answer."
     )
+
+
+class LivenessSerializer(serializers.Serializer):
+    ok = serializers.BooleanField()
+    pid = serializers.IntegerField(help_text="The answering process.")
+
+
+class CheckSerializer(serializers.Serializer):
+    ok = serializers.BooleanField()
+    seconds = serializers.FloatField(help_text="How long the check took.")
+    error = serializers.CharField(allow_null=True, help_text="Why it failed; null when ok.")
+
+
+class BrokerCheckSerializer(CheckSerializer):
+    broker = serializers.CharField(required=False, help_text="The broker (password masked).")
+
+
+class WorkersCheckSerializer(CheckSerializer):
+    queues = serializers.DictField(
+        child=serializers.ListField(child=serializers.CharField()),
+        required=False,
+        help_text="Each stage queue and the answering workers that consume it.",
+    )
+    missing_queues = serializers.ListField(
+        child=serializers.CharField(), required=False, help_text="Queues no worker answers for."
+    )
+    cached = serializers.BooleanField(
+        required=False, help_text="Whether the workers' answer is a recent one reused."
+    )
+    age_seconds = serializers.FloatField(required=False, help_text="Age of that answer.")
+
+
+class LagCheckSerializer(CheckSerializer):
+    lag_seconds = serializers.FloatField(required=False, help_text="Age of the oldest work.")
+    max_lag_seconds = serializers.FloatField(required=False, help_text="The threshold.")
+    oldest_seconds = serializers.DictField(
+        child=serializers.FloatField(),
+        required=False,
+        help_text="Per stage with pending work, the age of its oldest dirty mark or batch.",
+    )
+
+
+class ReadinessChecksSerializer(serializers.Serializer):
+    database = CheckSerializer()
+    cache = CheckSerializer()
+    broker = BrokerCheckSerializer()
+    workers = WorkersCheckSerializer()
+    lag = LagCheckSerializer()
+
+
+class ReadinessSerializer(serializers.Serializer):
+    ok = serializers.BooleanField()
+    failing = serializers.ListField(
+        child=serializers.ChoiceField(choices=["database", "cache", "broker", "workers", "lag"]),
+        help_text="The checks that fail.",
+    )
+    checks = ReadinessChecksSerializer()
 
 
 # ------------------------------------------------------------------ errors
@@ -428,7 +508,22 @@ EXAMPLE_PERFORMANCE = {
     "desktop": _strategy(64, 83.516, 0.9),
     "both": _strategy(128, 77.422, 1.0),
 }
-EXAMPLE_FRESHNESS = {"pipeline_run_at": "2025-01-08T00:04:12.538Z", "pending": False}
+EXAMPLE_FRESHNESS = {
+    "pipeline_run_at": "2025-01-08T00:04:12.538Z",
+    "pending": False,
+    "quality": [
+        {
+            "batch": 12,
+            "responses": 1,
+            "rows": 1680,
+            "first_hour": "2025-01-01T00:00:00Z",
+            "last_hour": "2025-01-07T23:00:00Z",
+            "data_loss_from_other_row": False,
+            "subject_to_thresholding": True,
+            "sampled": False,
+        }
+    ],
+}
 EXAMPLE_RANGE = {"from": "2025-01-01T00:00:00Z", "to": "2025-01-08T00:00:00Z"}
 EXAMPLE_PAGE = {"id": 7, "url": "https://shop.example.com/products/kettle", "site": 2}
 

@@ -6,6 +6,8 @@ app_name = "reporting"
 
 urlpatterns = [
     path("health", views.HealthView.as_view(), name="health"),
+    path("health/live", views.LivenessView.as_view(), name="health-live"),
+    path("health/ready", views.ReadinessView.as_view(), name="health-ready"),
     path("auth/register", views.RegisterView.as_view(), name="register"),
     path("auth/token", views.TokenView.as_view(), name="token"),
     path("auth/token/refresh", views.RefreshView.as_view(), name="token-refresh"),

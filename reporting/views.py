@@ -22,6 +22,7 @@ from rest_framework.views import APIView
 from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
 
 from accounts import selectors as access
+from observability import health
 
 from . import comparison, cursors, openapi, selectors, services
 from .ratelimits import rate_limited, report_owner
@@ -458,3 +459,48 @@ class HealthView(APIView):
         health = selectors.service_health()
         code = 200 if all(health.values()) else 503
         return Response({"ok": code == 200, "services": health}, status=code)
+
+
+class LivenessView(APIView):
+    """The API process answers; no service is asked (no authentication)."""
+
+    permission_classes = [AllowAny]
+    authentication_classes: list = []
+
+    @extend_schema(
+        summary="Liveness: the API process answers",
+        tags=["health"],
+        responses={
+            (200, "application/json"): OpenApiResponse(
+                openapi.LivenessSerializer, description="The process answers."
+            ),
+        },
+    )
+    def get(self, request):
+        return Response(health.liveness())
+
+
+class ReadinessView(APIView):
+    """Whether this deployment can do its work: PostgreSQL, Redis, the broker, a worker on
+    every stage queue and the pipeline's lag, each check bounded and named (no
+    authentication)."""
+
+    permission_classes = [AllowAny]
+    authentication_classes: list = []
+
+    @extend_schema(
+        summary="Readiness: database, cache, broker, workers and pipeline lag",
+        tags=["health"],
+        responses={
+            (200, "application/json"): OpenApiResponse(
+                openapi.ReadinessSerializer, description="Every check passes."
+            ),
+            (503, "application/json"): OpenApiResponse(
+                openapi.ReadinessSerializer,
+                description="One check or more fails: `failing` names them, each check says why.",
+            ),
+        },
+    )
+    def get(self, request):
+        ready = health.readiness()
+        return Response(ready.as_dict(), status=200 if ready.ok else 503)

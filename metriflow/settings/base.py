@@ -11,6 +11,8 @@ from pathlib import Path
 
 import environ
 
+from .logs import log_format, logging_config
+
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
 env = environ.Env()
@@ -44,9 +46,12 @@ INSTALLED_APPS = [
     "rest_framework_api_key",
     "apikeys",
     "dashboard",
+    "observability",  # /metrics (Prometheus), the workers' task metrics
 ]
 
 MIDDLEWARE = [
+    # Outermost: counts and times every request (metriflow_http_*; observability/).
+    "observability.middleware.RequestMetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Static files (admin, Swagger UI, ReDoc, the dashboard) are served by the app
     # itself in every mode, from hashed, compressed copies made by collectstatic.
@@ -150,6 +155,8 @@ CELERY_TIMEZONE = "UTC"
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Publisher confirms: a publish returns once the broker has the message (the outbox
+# relay marks a hand-off published only then).
 CELERY_BROKER_TRANSPORT_OPTIONS = {"confirm_publish": True}
 # Stage tasks must finish well below RabbitMQ's consumer timeout (30 min default).
 CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=20 * 60)
@@ -157,11 +164,18 @@ CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=18 
 # A task that fails for good is rejected (to the dead-letter queue), not acked.
 CELERY_TASK_ACKS_ON_FAILURE_OR_TIMEOUT = False
 CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
-# The periodic sweep: re-enqueues pending batches and dirty windows.
+# The periodic sweep queues pending batches, dirty windows and windows past their
+# time limit; the periodic relay publishes hand-offs the outbox still holds (the
+# broker was away when they were committed).
 CELERY_BEAT_SCHEDULE = {
     "pipeline-sweep": {
         "task": "pipeline.sweep",
         "schedule": env.float("METRIFLOW_SWEEP_SECONDS", default=60.0),
+        "options": {"queue": "staged"},
+    },
+    "pipeline-relay": {
+        "task": "pipeline.relay",
+        "schedule": env.float("METRIFLOW_RELAY_SECONDS", default=10.0),
         "options": {"queue": "staged"},
     },
 }
@@ -237,6 +251,11 @@ METRIFLOW_INGEST_PARALLEL = env.int("METRIFLOW_INGEST_PARALLEL", default=2)
 METRIFLOW_INGEST_MAX_RECORD_BYTES = env.int("METRIFLOW_INGEST_MAX_RECORD_BYTES", default=65_536)
 METRIFLOW_INGEST_MAX_DEPTH = env.int("METRIFLOW_INGEST_MAX_DEPTH", default=32)
 METRIFLOW_INGEST_MAX_URL_CHARS = env.int("METRIFLOW_INGEST_MAX_URL_CHARS", default=2_048)
+# One PageSpeed Insights v5 response of `ingest --format psi` (docs/sources.md): real ones
+# are 0.3-1 MB, far above the record bound, so they have their own.
+METRIFLOW_INGEST_MAX_PSI_RESPONSE_BYTES = env.int(
+    "METRIFLOW_INGEST_MAX_PSI_RESPONSE_BYTES", default=8 << 20
+)
 # Supported instants of records, [from, until) in UTC; a report's bounds lie in
 # [from, until] too (reporting/serializers.py), outside them a 400.
 METRIFLOW_INGEST_TIME_FROM = env.str("METRIFLOW_INGEST_TIME_FROM", default="1990-01-01")
@@ -279,17 +298,71 @@ METRIFLOW_AUTH_USER_CACHE_SECONDS = env.int("METRIFLOW_AUTH_USER_CACHE_SECONDS",
 METRIFLOW_API_KEY_CACHE_SECONDS = env.int("METRIFLOW_API_KEY_CACHE_SECONDS", default=60)
 # An API key's last_used_at is written at most once per this many seconds.
 METRIFLOW_API_KEY_USE_SECONDS = env.int("METRIFLOW_API_KEY_USE_SECONDS", default=60)
+# Fetching from Google (`manage.py fetch`, pipeline/fetch/, docs/sources.md). Base URLs
+# of the APIs (a test or a proxy points them elsewhere); the GA4 service-account key file
+# (default: GOOGLE_APPLICATION_CREDENTIALS) and the PSI API key (optional, raises the quota).
+METRIFLOW_GA4_API_URL = env.str(
+    "METRIFLOW_GA4_API_URL", default="https://analyticsdata.googleapis.com"
+)
+METRIFLOW_PSI_API_URL = env.str("METRIFLOW_PSI_API_URL", default="https://www.googleapis.com")
+METRIFLOW_GA4_CREDENTIALS = env.str(
+    "METRIFLOW_GA4_CREDENTIALS", default=env.str("GOOGLE_APPLICATION_CREDENTIALS", default="")
+)
+METRIFLOW_PSI_API_KEY = env.str("METRIFLOW_PSI_API_KEY", default="")
+# Requests in all per call (first included) for a 429, a 5xx or a dropped connection;
+# backoff before retry n drawn from [0, min(max, base x 2^(n-1))] s, Retry-After honoured
+# up to its own maximum (a longer one fails the call).
+METRIFLOW_FETCH_ATTEMPTS = env.int("METRIFLOW_FETCH_ATTEMPTS", default=6)
+METRIFLOW_FETCH_BACKOFF_SECONDS = env.float("METRIFLOW_FETCH_BACKOFF_SECONDS", default=1.0)
+METRIFLOW_FETCH_BACKOFF_MAX_SECONDS = env.float("METRIFLOW_FETCH_BACKOFF_MAX_SECONDS", default=32.0)
+METRIFLOW_FETCH_RETRY_AFTER_MAX_SECONDS = env.float(
+    "METRIFLOW_FETCH_RETRY_AFTER_MAX_SECONDS", default=300.0
+)
+# Bounds of one request: connect and read timeouts (s; a PSI run takes up to a minute),
+# bytes of one response.
+METRIFLOW_FETCH_CONNECT_TIMEOUT_SECONDS = env.float(
+    "METRIFLOW_FETCH_CONNECT_TIMEOUT_SECONDS", default=10.0
+)
+METRIFLOW_FETCH_TIMEOUT_SECONDS = env.float("METRIFLOW_FETCH_TIMEOUT_SECONDS", default=120.0)
+METRIFLOW_FETCH_MAX_RESPONSE_BYTES = env.int("METRIFLOW_FETCH_MAX_RESPONSE_BYTES", default=64 << 20)
+# GA4 report: rows per page (`limit`, at most 250000), most pages and days of one fetch.
+METRIFLOW_GA4_PAGE_SIZE = env.int("METRIFLOW_GA4_PAGE_SIZE", default=10_000)
+METRIFLOW_GA4_MAX_PAGES = env.int("METRIFLOW_GA4_MAX_PAGES", default=1_000)
+METRIFLOW_GA4_MAX_DAYS = env.int("METRIFLOW_GA4_MAX_DAYS", default=366)
+# PSI: runs at once, most URLs of one fetch.
+METRIFLOW_PSI_CONCURRENCY = env.int("METRIFLOW_PSI_CONCURRENCY", default=4)
+METRIFLOW_PSI_MAX_CONCURRENCY = env.int("METRIFLOW_PSI_MAX_CONCURRENCY", default=16)
+METRIFLOW_PSI_MAX_URLS = env.int("METRIFLOW_PSI_MAX_URLS", default=500)
 RATELIMIT_USE_CACHE = "default"
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {
-        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
-    },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    "loggers": {
-        "django.db.backends": {"level": "WARNING"},
-    },
-}
+# --- Metrics (Prometheus; observability/, docs/operations.md "Metrics") ---------------
+# Who may read /metrics: a request with `Authorization: Bearer <token>`, or from one of
+# the addresses or networks (comma-separated, e.g. 10.0.0.0/8); with DEBUG on, also
+# this machine's loopback. Everyone else gets 401 (no token) or 403.
+METRIFLOW_METRICS_TOKEN = env.str("METRIFLOW_METRICS_TOKEN", default="")
+METRIFLOW_METRICS_ALLOWED_IPS = env.list("METRIFLOW_METRICS_ALLOWED_IPS", default=[])
+# Bounds of one scrape's reads: each SQL statement (ms), the broker's connect/read (s).
+METRIFLOW_METRICS_STATEMENT_TIMEOUT_MS = env.int(
+    "METRIFLOW_METRICS_STATEMENT_TIMEOUT_MS", default=2_000
+)
+METRIFLOW_METRICS_BROKER_TIMEOUT_SECONDS = env.float(
+    "METRIFLOW_METRICS_BROKER_TIMEOUT_SECONDS", default=2.0
+)
+# Port on which each Celery worker serves its own task metrics (0: off), and its address.
+METRIFLOW_WORKER_METRICS_PORT = env.int("METRIFLOW_WORKER_METRICS_PORT", default=0)
+METRIFLOW_WORKER_METRICS_ADDRESS = env.str("METRIFLOW_WORKER_METRICS_ADDRESS", default="127.0.0.1")
+
+# --- Logs and health (docs/operations.md) ----------------------------------------
+# JSON lines (json) or readable lines (console); unset: console when DEBUG is on, else json.
+LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
+METRIFLOW_LOG_FORMAT = log_format(env, debug=DEBUG)
+LOGGING = logging_config(METRIFLOW_LOG_FORMAT, LOG_LEVEL)
+# Readiness (/api/health/ready): the longest each check may take, how long the answer of the
+# workers is reused (a poller does not flood the broker), and the most the oldest pending
+# work (dirty mark or batch waiting to be staged) may age before the pipeline counts as
+# behind.
+METRIFLOW_HEALTH_TIMEOUT_SECONDS = env.float("METRIFLOW_HEALTH_TIMEOUT_SECONDS", default=1.0)
+METRIFLOW_HEALTH_WORKERS_CACHE_SECONDS = env.float(
+    "METRIFLOW_HEALTH_WORKERS_CACHE_SECONDS", default=10.0
+)
+METRIFLOW_HEALTH_MAX_LAG_SECONDS = env.float("METRIFLOW_HEALTH_MAX_LAG_SECONDS", default=900.0)

@@ -11,9 +11,13 @@ import secrets
 from pathlib import Path
 
 from .base import *  # noqa: F403
-from .base import BASE_DIR, DEV_SECRET_KEY, SECRET_KEY, SIMPLE_JWT, env
+from .base import BASE_DIR, DEV_SECRET_KEY, LOG_LEVEL, SECRET_KEY, SIMPLE_JWT, env
+from .logs import log_format, logging_config
 
 DEBUG = env.bool("DJANGO_DEBUG", default=True)
+# Readable log lines while DEBUG is on, unless METRIFLOW_LOG_FORMAT says otherwise.
+METRIFLOW_LOG_FORMAT = log_format(env, debug=DEBUG)
+LOGGING = logging_config(METRIFLOW_LOG_FORMAT, LOG_LEVEL)
 
 
 def checkout_secret_key(path: Path) -> str:

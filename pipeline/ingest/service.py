@@ -10,9 +10,10 @@ transaction: a reported success means the rows are committed, and a killed
 ingestion resumes after the last commit when the same file is ingested again.
 
 Duplicates of content are found by checksum: a file whose content was
-ingested before is skipped unless forced. The hand-off to the pipeline (a
-pending ledger row for the staged stage) is written in the batch's final
-transaction and announced only after it commits.
+ingested before is skipped unless forced. The hand-off to the pipeline (the
+staged stage's ledger row, queued with its outbox message when the chain is
+triggered, else pending) is written in the batch's final transaction and
+published only after it commits.
 """
 
 from __future__ import annotations
@@ -35,8 +36,12 @@ import msgspec
 import psycopg
 from django.conf import settings
 from psycopg import sql
+from psycopg.types.json import Jsonb
+
+from observability.logs import logged_ingest_file
 
 from .canonical import InvalidUrl, canonicalize
+from .formats import SOURCE_OF, ga4, psi
 from .readers import (
     Chunk,
     FileBreak,
@@ -53,7 +58,7 @@ from .records import (
     validate_seed_ga,
     validate_seed_psi,
 )
-from .schemas import GaRecord, Loose, PsiRecord, decoder_for, generic_decoder
+from .schemas import GaRecord, Loose, PsiRecord, Unreadable, decoder_for, generic_decoder
 from .timestamps import HourCache, InvalidTimestamp, TimeRange
 
 logger = logging.getLogger(__name__)
@@ -113,6 +118,7 @@ class FileResult:
     rejected: int = 0
     seconds: float = 0.0
     resumed_from: int = 0
+    layout: str | None = None  # array | ndjson | seed, once the file was opened
     message: str = ""
 
     @property
@@ -343,12 +349,15 @@ def _rows_of(
     hours: HourCache,
     skip_through: int,
     span: TimeRange | None = None,
+    mapped: bool = False,
 ) -> tuple[list, list]:
     """The COPY rows and the rejects of one chunk (records <= skip_through are skipped).
 
     Typed records from the fast decoder need only the checks it cannot make
     (bounces <= sessions, the URL, the GA hour); every other record goes
     through the Python validators, which word the reason of a reject.
+    ``mapped``: the records are values already validated by a format of
+    ``formats/`` (or an Unreadable with its reason); only the page is left.
     """
     rows: list = []
     rejects: list = []
@@ -362,6 +371,17 @@ def _rows_of(
         start = skip_through - chunk.first_position + 1
         position += start
     records = chunk.records
+    if mapped:
+        for index in range(start, len(records)):
+            position += 1
+            r = records[index]
+            try:
+                if type(r) is Unreadable:
+                    raise Reject(r.reason)
+                append((batch_id, position, page_id(r[0]), *r[1:]))
+            except Reject as exc:
+                rejects.append((position, str(exc), chunk.raw_text(index)))
+        return _in_range(rows, rejects, chunk, span, "hour" if source == "ga" else "measured_at")
     if seed:
         validate = validate_seed_ga if source == "ga" else validate_seed_psi
         for index in range(start, len(records)):
@@ -550,6 +570,7 @@ def _without_cyclic_gc():
             gc.enable()
 
 
+@logged_ingest_file
 def ingest_file(
     path: str,
     *,
@@ -604,8 +625,12 @@ def _ingest_file(
     progress = progress or Progress()
     if source not in (None, "ga", "psi"):
         raise IngestError(f"unknown source {source!r}: expected ga or psi")
-    if file_format not in ("auto", "seed"):
-        raise IngestError(f"unknown format {file_format!r}: expected auto or seed")
+    if file_format not in ("auto", "seed", *SOURCE_OF):
+        raise IngestError(f"unknown format {file_format!r}: expected auto, seed, ga4 or psi")
+    if file_format in SOURCE_OF and source not in (None, SOURCE_OF[file_format]):
+        raise IngestError(
+            f"--format {file_format} files hold {SOURCE_OF[file_format]} records, not {source}"
+        )
     reason = unreadable_reason(path)
     if reason:
         raise IngestError(reason, path=path)
@@ -617,31 +642,40 @@ def _ingest_file(
         raise IngestError((exc.strerror or str(exc)).lower(), path=path) from None
     try:
         layout = detect_layout(stream)
-        # The first block is read as plain dicts, to tell the source and the
-        # format from the first record; the rest with the typed fast decoder.
-        decoder = [generic_decoder()]
-        chunks = read_chunks(
-            stream, layout, decode=lambda array: decoder[0](array), limits=limits()
-        )
-        try:
-            first_chunk = next(chunks, None)
-            pending_break = None
-        except FileBreak as exc:
-            first_chunk, pending_break = None, exc
-        first_record = first_chunk.records[0] if first_chunk else None
-        seed = file_format == "seed" or (file_format == "auto" and looks_like_seed(first_record))
-        detected = detect_source(path, first_record)
         given_source = source
-        source = source or detected
-        if source is None:
-            raise IngestError(
-                "cannot tell the source from the file name or the first record; "
-                "pass --source ga or --source psi",
-                path=path,
+        google = None  # the reader of a Google format (formats/), which keeps its quality
+        if file_format in SOURCE_OF:
+            source = detected = SOURCE_OF[file_format]
+            seed, first_chunk, pending_break = False, None, None
+            google, chunks = _google_chunks(file_format, path, stream, layout)
+        else:
+            # The first block is read as plain dicts, to tell the source and the
+            # format from the first record; the rest with the typed fast decoder.
+            decoder = [generic_decoder()]
+            chunks = read_chunks(
+                stream, layout, decode=lambda array: decoder[0](array), limits=limits()
             )
+            try:
+                first_chunk = next(chunks, None)
+                pending_break = None
+            except FileBreak as exc:
+                first_chunk, pending_break = None, exc
+            first_record = first_chunk.records[0] if first_chunk else None
+            seed = file_format == "seed" or (
+                file_format == "auto" and looks_like_seed(first_record)
+            )
+            detected = detect_source(path, first_record)
+            source = source or detected
+            if source is None:
+                raise IngestError(
+                    "cannot tell the source from the file name or the first record; "
+                    "pass --source ga or --source psi",
+                    path=path,
+                )
+            decoder[0] = decoder_for(source, seed)
         result.source = source
-        decoder[0] = decoder_for(source, seed)
         batch_layout = "seed" if seed else ("ndjson" if layout == "ndjson" else "array")
+        result.layout = batch_layout
 
         with (
             psycopg.connect(dsn) as conn,
@@ -683,6 +717,7 @@ def _ingest_file(
                     chunks,
                     pending_break,
                     seed=seed,
+                    mapped=file_format in SOURCE_OF,
                     pages=PageResolver(pages_conn),
                     resume_at=resume_at,
                     batch_size=batch_size,
@@ -690,6 +725,8 @@ def _ingest_file(
                     result=result,
                     offset=lambda: bytes_read(stream),
                 )
+                if google is not None:
+                    _record_quality(conn, batch_id, getattr(google, "quality", []))
             except Exception as exc:  # any error fails the batch, then is reported
                 result.message = _fail_batch(conn, batch, exc)
                 result.status = "failed"
@@ -699,7 +736,7 @@ def _ingest_file(
             status, error = "loaded", None
             if end.broken:
                 status = "broken"
-                error = f"invalid JSON at record {end.broken.position}: {end.broken.reason}"
+                error = f"{end.broken.kind} at record {end.broken.position}: {end.broken.reason}"
             elif end.unreadable:
                 error = (
                     f"{end.unreadable} record(s) not valid JSON, the first at record "
@@ -720,11 +757,12 @@ def _ingest_file(
                     (status, error, batch_id),
                 )
                 if status != "failed":
-                    # The hand-off to the pipeline, committed with the batch's end.
+                    # The hand-off to the pipeline, committed with the batch's end:
+                    # queued for the staged stage with its outbox message when the
+                    # chain is triggered (published after the commit), else pending.
                     conn.execute(
-                        "INSERT INTO pipeline_ledger (stage, batch_id) VALUES ('staged', %s) "
-                        "ON CONFLICT DO NOTHING",
-                        (batch_id,),
+                        "SELECT pipeline_hand_off_batch(%s, %s)",
+                        (batch_id, settings.METRIFLOW_PIPELINE_TRIGGER),
                     )
             conn.execute("SELECT pg_advisory_unlock(%s, %s)", (_ADVISORY_NAMESPACE, batch_id))
             if error is None:
@@ -745,6 +783,38 @@ def _ingest_file(
         # A batch that failed whole holds nothing for the chain.
         on_committed(None if result.status == "failed" and not result.accepted else result.batch_id)
     return result
+
+
+def _google_chunks(file_format: str, path: str, stream, layout: str):
+    """(the reader, its chunks) for a file of Google responses (formats/, docs/sources.md)."""
+    if file_format == "ga4":
+        reader = ga4.Ga4Reader(path, stream, layout)
+        return reader, reader.chunks()
+    chunks = psi.read_chunks(
+        stream,
+        layout,
+        max_bytes=settings.METRIFLOW_INGEST_MAX_PSI_RESPONSE_BYTES,
+    )
+    return psi, chunks
+
+
+def _record_quality(conn: psycopg.Connection, batch_id: int, quality: list) -> None:
+    """The batch's responses that say they are incomplete (GA4 metadata), replacing any
+    kept by an earlier attempt at the same batch (a resumed ingestion reads them again)."""
+    with conn.transaction():
+        conn.execute("DELETE FROM ingest_batch_quality WHERE batch_id = %s", (batch_id,))
+        with conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO ingest_batch_quality (batch_id, response, rows, first_hour, "
+                "last_hour, data_loss_from_other_row, subject_to_thresholding, sampling) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+                [
+                    (batch_id, q.response, q.rows, q.first_hour, q.last_hour,
+                     q.data_loss_from_other_row, q.subject_to_thresholding,
+                     None if q.sampling is None else Jsonb(q.sampling))
+                    for q in quality
+                ],
+            )  # fmt: skip
 
 
 def _fail_batch(conn: psycopg.Connection, batch: _Batch, exc: BaseException) -> str:
@@ -809,6 +879,7 @@ def _run_pipeline(
     pending_break: FileBreak | None,
     *,
     seed: bool,
+    mapped: bool = False,
     pages: PageResolver,
     resume_at: int,
     batch_size: int,
@@ -836,7 +907,7 @@ def _run_pipeline(
             try:
                 for chunk in _chain(first_chunk, chunks, pending_break):
                     rows, rejects = _rows_of(
-                        chunk, batch.source, seed, batch.id, pages, hours, resume_at
+                        chunk, batch.source, seed, batch.id, pages, hours, resume_at, mapped=mapped
                     )
                     for position, reason, _raw in rejects:
                         if reason.startswith("invalid JSON"):
@@ -849,7 +920,7 @@ def _run_pipeline(
                 end.broken = exc
                 if exc.position > resume_at:
                     raw = exc.raw.decode("utf-8", errors="replace")
-                    reject = (exc.position, f"invalid JSON: {exc.reason}", raw)
+                    reject = (exc.position, f"{exc.kind}: {exc.reason}", raw)
                     if not put(_Work([], [reject], exc.position, offset())):
                         return
             end.bytes_read = offset()
