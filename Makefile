@@ -8,7 +8,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv services migrate static setup browser demo stop test lint format bench-loadgen bench-ingest bench-pipeline bench-api tune-postgres clean api worker workers beat flower
+.PHONY: help venv services migrate static setup browser demo stop test lint format bench-loadgen bench-ingest bench-pipeline bench-api bench-metrics tune-postgres clean api worker workers beat flower
 
 help:
 	@echo "make demo | stop | test | lint | format | bench-loadgen | bench-ingest | bench-pipeline | bench-api | services | migrate | static | browser | clean"
@@ -62,7 +62,7 @@ bench-loadgen: venv
 
 # Ingestion: GA, PSI and both in parallel vs the server's own COPY; RECORDS=... per source.
 bench-ingest: venv services
-	$(PY) -m pipeline.ingest.bench $(if $(RECORDS),--records $(RECORDS)) $(if $(REPEAT),--repeat $(REPEAT))
+	$(PY) -m pipeline.ingest.bench $(if $(RECORDS),--records $(RECORDS)) $(if $(REPEAT),--repeat $(REPEAT)) $(if $(PSI_V5_RECORDS),--psi-v5-records $(PSI_V5_RECORDS))
 
 # The stages over an ingested data set, then a 1% late batch; RECORDS=... per source.
 bench-pipeline: venv services
@@ -72,6 +72,10 @@ bench-pipeline: venv services
 bench-api: venv services
 	command -v wrk >/dev/null || apt-get install -y -q wrk >/dev/null
 	$(PY) -m reporting.bench $(if $(RECORDS),--records $(RECORDS))
+
+# The time of a /metrics scrape over a year of ledger and run history (a scratch database).
+bench-metrics: venv services
+	$(PY) -m observability.bench
 
 # Opt-in server settings for bulk loads (ALTER SYSTEM + restart): docs/benchmarks.md.
 tune-postgres: services

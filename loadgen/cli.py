@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from loadgen.options import SOURCES, Options
+from loadgen.options import FORMATS, SOURCES, Options
 from loadgen.runner import generate
 
 _DESCRIPTION = """\
@@ -101,10 +101,27 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     f.add_argument(
         "--format",
-        choices=("contract", "seed"),
+        choices=FORMATS,
         default=d.format,
-        help="contract records (default) or the original .NET generator's records "
-        "(Date in .NET ticks, numeric Page)",
+        help="contract records (default), the original .NET generator's records (Date in "
+        ".NET ticks, numeric Page), GA4 Data API runReport responses (ga4: the GA source "
+        "only, DIR/ga4.*) or PageSpeed Insights v5 responses of 0.3-1 MB (psi: the PSI "
+        "source only, DIR/psi-v5.*); the Google formats hold the same records as the "
+        "contract format for the same arguments",
+    )
+    f.add_argument(
+        "--time-zone",
+        default=d.time_zone,
+        metavar="TZ",
+        help="ga4: the property's IANA time zone, in which dateHour is written "
+        f"(default: {d.time_zone})",
+    )
+    f.add_argument(
+        "--ga4-page-rows",
+        type=int,
+        default=d.ga4_page_rows,
+        metavar="R",
+        help=f"ga4: rows per runReport response (default: {d.ga4_page_rows})",
     )
     f.add_argument(
         "--url-variants",
@@ -199,6 +216,8 @@ def options_from_args(args: argparse.Namespace) -> Options:
         late=args.late,
         malformed=args.malformed,
         truncate=args.truncate,
+        time_zone=args.time_zone,
+        ga4_page_rows=args.ga4_page_rows,
         chunk_records=args.chunk_records,
         jobs=args.jobs,
         progress=not args.no_progress,

@@ -11,6 +11,11 @@ from loadgen import timeutil
 
 SOURCES = ("ga", "psi")
 FAULTS = ("duplicates", "corrections", "late", "malformed")
+FORMATS = ("contract", "seed", "ga4", "psi")
+# The Google formats and the one source each writes (GA4 traffic, PageSpeed v5 runs).
+GOOGLE_FORMATS = {"ga4": "ga", "psi": "psi"}
+# File name stem per (format, source): the Google formats' files sit beside the contract's.
+_STEMS = {("ga4", "ga"): "ga4", ("psi", "psi"): "psi-v5"}
 
 
 @dataclass(frozen=True)
@@ -33,6 +38,8 @@ class Options:
     late: float = 0.0
     malformed: float = 0.0
     truncate: float = 0.0
+    time_zone: str = "Asia/Kolkata"  # GA4: the property's time zone (metadata.timeZone)
+    ga4_page_rows: int = 10_000  # GA4: rows per runReport response
     chunk_records: int = 16_384
     jobs: int = 2
     progress: bool = True
@@ -56,8 +63,21 @@ class Options:
             fail("--sources lists a source twice")
         if self.layout not in ("array", "ndjson"):
             fail("--layout must be array or ndjson")
-        if self.format not in ("contract", "seed"):
-            fail("--format must be contract or seed")
+        if self.format not in FORMATS:
+            fail(f"--format must be one of {', '.join(FORMATS)}")
+        if self.format in GOOGLE_FORMATS:
+            only = GOOGLE_FORMATS[self.format]
+            if self.sources == SOURCES:
+                object.__setattr__(self, "sources", (only,))
+            if self.sources != (only,):
+                fail(f"--format {self.format} writes the {only} source only (--sources {only})")
+            if self.malformed or self.truncate:
+                fail(f"--malformed and --truncate do not apply to --format {self.format}")
+            if not 1 <= self.ga4_page_rows <= 250_000:
+                fail("--ga4-page-rows must be from 1 to 250000")
+            from loadgen.google import check_time_zone
+
+            check_time_zone(self.time_zone)
         if not 0 <= self.gzip_level <= 9:
             fail("--gzip-level must be between 0 and 9")
         if self.chunk_records < 1:
@@ -93,7 +113,8 @@ class Options:
         ext = ".ndjson" if self.layout == "ndjson" else ".json"
         if self.gzip:
             ext += ".gz"
-        return f"{source}{'_late' if late else ''}{ext}"
+        stem = _STEMS.get((self.format, source), source)
+        return f"{stem}{'_late' if late else ''}{ext}"
 
     def path(self, source: str, late: bool = False) -> str:
         return os.path.join(self.out, self.file_name(source, late))
@@ -103,6 +124,9 @@ class Options:
         data = asdict(self)
         for key in ("jobs", "progress", "start_dt"):
             data.pop(key, None)
+        if self.format != "ga4":
+            data.pop("time_zone")
+            data.pop("ga4_page_rows")
         data["sources"] = list(self.sources)
         data["start"] = timeutil.iso_hour(self.start_dt)
         return data

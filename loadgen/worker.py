@@ -13,6 +13,7 @@ import numpy as np
 
 from loadgen import timeutil
 from loadgen.catalog import build_catalog
+from loadgen.google import GA4Writer, PSIWriter
 from loadgen.model import PSI, TZ_OFFSETS, ChunkContext, Source, dumps, make_source
 from loadgen.options import Options
 from loadgen.rng import generator
@@ -90,12 +91,13 @@ class FileStats:
             "layout": opts.layout,
             "gzip": opts.gzip,
             "records": sink.records,
+            **({"responses": sink.sink.records} if hasattr(sink, "sink") else {}),
             "clean_records": self.clean,
             "faults": faults,
             "url_variants": self.url_variants,
             "offset_timestamps": self.offset_timestamps,
             "bytes": os.path.getsize(self.path),
-            "uncompressed_bytes": sink.raw_bytes,
+            "uncompressed_bytes": getattr(sink, "sink", sink).raw_bytes,
             "first_hour": label(self.first_hour),
             "last_hour": label(self.last_hour),
             "hours": 0 if self.first_hour is None else self.last_hour - self.first_hour + 1,
@@ -121,6 +123,24 @@ def _merge(main: list[bytes], at: np.ndarray, texts: list[bytes]) -> list[bytes]
     return out
 
 
+def _writer(opts: Options, name: str, path: str, gzip_level: int | None, role: str):
+    """The file's writer: a Sink of contract lines, or a writer of the Google format that
+    turns them into API responses (``loadgen.google``)."""
+    sink = Sink(path, opts.layout, gzip_level)
+    if opts.format == "ga4":
+        n = opts.records
+        late = _share(opts.fraction("late"), 0, n)
+        if role == "late":
+            rows = late
+        else:
+            extra = sum(_share(opts.fraction(k), 0, n) for k in ("duplicates", "corrections"))
+            rows = n - late + extra
+        return GA4Writer(sink, opts.time_zone, opts.ga4_page_rows, rows)
+    if opts.format == "psi":
+        return PSIWriter(sink)
+    return sink
+
+
 def generate_source(
     opts: Options, name: str, progress: Callable[[int], None] | None = None
 ) -> dict:
@@ -133,8 +153,8 @@ def generate_source(
     gzip_level = opts.gzip_level if opts.gzip else None
     main_stats = FileStats(opts, name, "main")
     late_stats = FileStats(opts, name, "late")
-    main_sink = Sink(main_stats.path, opts.layout, gzip_level)
-    late_sink = Sink(late_stats.path, opts.layout, gzip_level) if opts.late > 0 else None
+    main_sink = _writer(opts, name, main_stats.path, gzip_level, "main")
+    late_sink = _writer(opts, name, late_stats.path, gzip_level, "late") if opts.late > 0 else None
     carry = dict.fromkeys(_ROLES, 0)
     malformed_seen = 0
     kinds = src.kinds

@@ -229,7 +229,40 @@ def freshness(start: datetime, end: datetime) -> dict:
             last_hour__gte=start,
         ).exists()
     )
-    return {"pipeline_run_at": newest, "pending": pending}
+    return {"pipeline_run_at": newest, "pending": pending, "quality": quality(start, end)}
+
+
+QUALITY_BATCHES = 20  # the most batches a report's quality part lists
+
+
+def quality(start: datetime, end: datetime) -> list[dict]:
+    """The batches over ``[start, end)`` whose GA4 reports said they are incomplete.
+
+    From ``ingest_batch_quality`` (one row per flagged response, with the UTC
+    hours of its rows); a batch that failed loaded nothing and is left out.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT q.batch_id, count(*), sum(q.rows)::bigint, min(q.first_hour), "
+            "max(q.last_hour), bool_or(q.data_loss_from_other_row), "
+            "bool_or(q.subject_to_thresholding), bool_or(q.sampling IS NOT NULL) "
+            "FROM ingest_batch_quality q JOIN ingest_batch b ON b.id = q.batch_id "
+            "WHERE b.status IN ('loaded', 'broken') AND q.first_hour < %s AND q.last_hour >= %s "
+            "GROUP BY q.batch_id ORDER BY q.batch_id DESC LIMIT %s",
+            [end, start, QUALITY_BATCHES],
+        )
+        rows = cursor.fetchall()
+    keys = (
+        "batch",
+        "responses",
+        "rows",
+        "first_hour",
+        "last_hour",
+        "data_loss_from_other_row",
+        "subject_to_thresholding",
+        "sampled",
+    )
+    return [dict(zip(keys, row, strict=True)) for row in rows]
 
 
 # ------------------------------------------------------------------ reports

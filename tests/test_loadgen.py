@@ -2,7 +2,8 @@
 
 The written files are read back with ``json``/``ijson``/``gzip`` and checked with a
 small validator of the contract's input rules written here, independently of the
-generator's own code. No database is needed.
+generator's own code. No database is needed, except by the last test, which
+ingests a file of each Google format beside its contract twin.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import json
 import math
 import os
 import tempfile
+import zoneinfo
 from collections import Counter, defaultdict
 from fractions import Fraction
 from urllib.parse import urlsplit
@@ -510,3 +512,186 @@ def test_fault_invariants_hold_for_any_shape(records, pages, chunk, dup, corr, l
             final[natural_key("psi", "contract", rec)] = rec
         assert len(final) == records
         assert file_entry(manifest, "psi")["faults"]["corrections"] == floor_share(corr, records)
+
+
+# --- The Google formats: the same records as the contract format ----------------------
+
+GA4_METRICS = ("activeUsers", "sessions", "screenPageViews", "userEngagementDuration",
+               "engagedSessions")  # fmt: skip
+PSI_AUDITS = {
+    "lcp_ms": "largest-contentful-paint",
+    "fcp_ms": "first-contentful-paint",
+    "inp_ms": "interaction-to-next-paint",
+    "ttfb_ms": "server-response-time",
+    "cls": "cumulative-layout-shift",
+}
+
+
+def contract_ga(path) -> list[tuple]:
+    return [
+        (r["page"], parse_iso(r["hour"]), r["users"], r["sessions"], r["views"], r["bounces"],
+         float(r["engagement_seconds"]))
+        for _t, r in read_records(path)
+    ]  # fmt: skip
+
+
+def decode_ga4(path) -> tuple[list[tuple], list[dict]]:
+    """Records of a runReport file, mapped here: headers by name, dateHour in the zone."""
+    records, responses = [], []
+    for _t, response in read_records(path):
+        responses.append(response)
+        dims = [h["name"] for h in response["dimensionHeaders"]]
+        mets = [h["name"] for h in response["metricHeaders"]]
+        zone = zoneinfo.ZoneInfo(response["metadata"]["timeZone"])
+        for row in response.get("rows", []):
+            d = dict(zip(dims, (v["value"] for v in row["dimensionValues"]), strict=True))
+            m = dict(zip(mets, (v["value"] for v in row["metricValues"]), strict=True))
+            local = dt.datetime.strptime(d["dateHour"], "%Y%m%d%H").replace(tzinfo=zone)
+            hour = hour_of(local.astimezone(UTC))
+            sessions = int(m["sessions"])
+            records.append(
+                (d["pageLocation"], hour, int(m["activeUsers"]), sessions,
+                 int(m["screenPageViews"]), sessions - int(m["engagedSessions"]),
+                 float(m["userEngagementDuration"]))
+            )  # fmt: skip
+    return records, responses
+
+
+@pytest.mark.parametrize(
+    ("zone", "start"),
+    [
+        ("Asia/Kolkata", "2024-01-01T00:00:00Z"),  # half-hour zone: local hours start at :30
+        ("America/New_York", "2024-03-09T18:00:00Z"),  # across the missing hour (spring)
+        ("Europe/Berlin", "2024-03-30T20:00:00Z"),
+        ("UTC", "2024-06-01T00:00:00Z"),
+    ],
+)
+@pytest.mark.parametrize("layout", ["ndjson", "array"])
+def test_ga4_files_hold_the_contract_records(tmp_path, zone, start, layout):
+    common = ["--records", "1300", "--pages", "37", "--start", start, "--seed", "5",
+              "--layout", layout, "--late", "0.1", "--duplicates", "0.02",
+              "--corrections", "0.03", "--url-variants", "0.2", "--sources", "ga"]  # fmt: skip
+    generate(tmp_path / "c", *common)
+    manifest = generate(tmp_path / "g", *common, "--format", "ga4", "--time-zone", zone,
+                        "--ga4-page-rows", "100")  # fmt: skip
+    ext = "ndjson" if layout == "ndjson" else "json"
+    for role, name in (("main", "ga4"), ("late", "ga4_late")):
+        expected = contract_ga(tmp_path / "c" / f"{name.replace('ga4', 'ga')}.{ext}")
+        got, responses = decode_ga4(tmp_path / "g" / f"{name}.{ext}")
+        assert got == expected
+        assert {r["rowCount"] for r in responses} == {len(expected)}
+        assert [len(r["rows"]) for r in responses[:-1]] == [100] * (len(responses) - 1)
+        assert {r["kind"] for r in responses} == {"analyticsData#runReport"}
+        assert {r["metadata"]["timeZone"] for r in responses} == {zone}
+        assert [h["name"] for h in responses[0]["metricHeaders"]] == list(GA4_METRICS)
+        entry = file_entry(manifest, "ga", role)
+        assert (entry["records"], entry["responses"]) == (len(expected), len(responses))
+
+
+def test_ga4_refuses_an_hour_that_shares_its_local_hour(tmp_path):
+    """After a clock change back two UTC hours have one local hour: GA4 would merge them."""
+    with pytest.raises(ValueError, match="shares its local hour 2024-10-27 02:00"):
+        cli.run(cli.build_parser().parse_args(
+            ["--out", str(tmp_path), "--records", "48", "--pages", "2", "--no-progress",
+             "--start", "2024-10-26T20:00:00Z", "--format", "ga4",
+             "--time-zone", "Europe/Berlin"]
+        ))  # fmt: skip
+
+
+def test_google_formats_refuse_what_does_not_apply(tmp_path):
+    def run(*argv):
+        return cli.run(cli.build_parser().parse_args(
+            ["--out", str(tmp_path), "--records", "10", "--no-progress", *argv]
+        ))  # fmt: skip
+
+    with pytest.raises(ValueError, match="writes the ga source only"):
+        run("--format", "ga4", "--sources", "psi")
+    with pytest.raises(ValueError, match="--malformed and --truncate do not apply"):
+        run("--format", "psi", "--malformed", "0.1")
+    with pytest.raises(ValueError, match="not an IANA time zone"):
+        run("--format", "ga4", "--time-zone", "Mars/Olympus")
+
+
+def decode_psi(path) -> list[tuple]:
+    out = []
+    for _t, response in read_records(path):
+        lh = response["lighthouseResult"]
+        audits = lh["audits"]
+        vitals = tuple(audits.get(a, {}).get("numericValue") for a in PSI_AUDITS.values())
+        out.append(
+            (lh["finalUrl"], parse_iso(lh["fetchTime"]), lh["configSettings"]["formFactor"],
+             round(lh["categories"]["performance"]["score"] * 100, 6), *vitals)
+        )  # fmt: skip
+    return out
+
+
+def test_psi_v5_files_hold_the_contract_records_at_a_real_size(tmp_path):
+    common = ["--records", "60", "--pages", "13", "--seed", "9", "--layout", "ndjson",
+              "--url-variants", "0.3", "--tz-offsets", "0.3", "--late", "0.1",
+              "--corrections", "0.1", "--sources", "psi"]  # fmt: skip
+    generate(tmp_path / "c", *common)
+    manifest = generate(tmp_path / "g", *common, "--format", "psi")
+    for role, name in (("main", "psi"), ("late", "psi_late")):
+        expected = [
+            (r["page"], parse_iso(r["measured_at"]), r["strategy"],
+             float(r["performance_score"]), *(r.get(v) for v in PSI_AUDITS))
+            for _t, r in read_records(tmp_path / "c" / f"{name}.ndjson")
+        ]  # fmt: skip
+        path = tmp_path / "g" / f"{name.replace('psi', 'psi-v5')}.ndjson"
+        assert decode_psi(path) == expected
+        assert file_entry(manifest, "psi", role)["records"] == len(expected)
+        lines = raw_bytes(path).splitlines()
+        # Real responses are 0.3-1 MB, mostly the bulk a reader must skip.
+        assert all(300_000 <= len(line) <= 1_000_000 for line in lines)
+        response = json.loads(lines[0])
+        audits = response["lighthouseResult"]["audits"]
+        assert len(audits["network-requests"]["details"]["items"]) >= 40
+        thumbs = audits["screenshot-thumbnails"]["details"]["items"]
+        assert all(t["data"].startswith("data:image/webp;base64,") for t in thumbs)
+        screenshot = response["lighthouseResult"]["fullPageScreenshot"]["screenshot"]["data"]
+        assert len(screenshot) >= 150_000
+        assert {"speed-index", "total-blocking-time", "metrics", "main-thread-tasks",
+                "final-screenshot", "script-treemap-data"} <= set(audits)  # fmt: skip
+
+
+def _raw_rows(source: str, batch_id: int) -> list[tuple]:
+    from django.db import connection
+
+    columns = {
+        "ga": "r.hour, r.users, r.sessions, r.views, r.bounces, r.engagement_seconds",
+        "psi": "r.measured_at, r.strategy, round(r.performance_score::numeric, 6)::float8, "
+        "r.lcp_ms, r.fcp_ms, r.inp_ms, r.ttfb_ms, r.cls",
+    }[source]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT r.position, p.url, {columns} FROM raw_{source} r "
+            "JOIN page p ON p.id = r.page_id WHERE r.batch_id = %s ORDER BY r.position",
+            [batch_id],
+        )
+        return cursor.fetchall()
+
+
+@pytest.mark.usefixtures("pipeline_db")
+@pytest.mark.parametrize(
+    ("source", "google", "extra"),
+    [
+        ("ga", "ga4", ["--time-zone", "Asia/Kolkata", "--ga4-page-rows", "128"]),
+        ("psi", "psi", []),
+    ],
+)
+def test_google_files_ingest_to_the_rows_of_their_contract_twin(tmp_path, source, google, extra):
+    """Generated in a Google format and ingested with --format ga4|psi, a data set loads the
+    same raw rows, position by position, as the contract file of the same arguments."""
+    from pipeline.ingest import ingest_file
+
+    records = "700" if source == "ga" else "40"
+    common = ["--records", records, "--pages", "17", "--seed", "4", "--layout", "ndjson",
+              "--url-variants", "0.2", "--duplicates", "0.02", "--corrections", "0.05",
+              "--sources", source]  # fmt: skip
+    generate(tmp_path / "c", *common)
+    manifest = generate(tmp_path / "g", *common, "--format", google, *extra)
+    twin = ingest_file(str(tmp_path / "c" / f"{source}.ndjson"))
+    got = ingest_file(file_entry(manifest, source)["path"], file_format=google)
+    assert (twin.status, got.status) == ("loaded", "loaded")
+    assert got.accepted == twin.accepted and got.rejected == twin.rejected == 0
+    assert _raw_rows(source, got.batch_id) == _raw_rows(source, twin.batch_id)

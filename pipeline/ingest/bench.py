@@ -7,6 +7,13 @@ RSS is sampled over each ingest's process tree. In the same run, on the same
 rows, it times PostgreSQL's own server-side ``COPY FROM`` of an equivalent CSV
 (exported from the raw partitions just written), so the ratio ours/COPY is
 measured on this machine at this moment. Prints one table.
+
+Then the Google formats (``loadgen --format ga4|psi``, the same records as the
+contract files for the same seed): a GA4 ``runReport`` file of the same records as
+the GA file, and a PageSpeed Insights v5 file of ``--psi-v5-records`` responses
+(0.3-1 MB each), ingested with ``--format ga4`` / ``--format psi``; a second table
+gives records/s and MB/s of each against the contract file of its source, and
+peak RSS.
 """
 
 from __future__ import annotations
@@ -27,7 +34,8 @@ import psutil
 import psycopg
 
 REPO = Path(__file__).resolve().parents[2]
-BENCH_DB = "metriflow_bench"
+# Dropped and re-created by every run; METRIFLOW_BENCH_DB names another one.
+BENCH_DB = os.environ.get("METRIFLOW_BENCH_DB", "metriflow_bench")
 
 
 def _server(dbname: str = "postgres") -> str:
@@ -110,11 +118,39 @@ class PeakRss:
         return self.peak
 
 
-def run_ingest(paths: list[Path]) -> tuple[float, int, str]:
+def ensure_google_file(data_dir: Path, records: int, file_format: str) -> Path:
+    """A GA4 or PSI v5 file (NDJSON) of ``records`` records, generated unless present."""
+    out = data_dir / file_format
+    name = {"ga4": "ga4.ndjson", "psi": "psi-v5.ndjson"}[file_format]
+    manifest = out / "manifest.json"
+    if manifest.exists() and (out / name).exists():
+        written = json.loads(manifest.read_text())
+        if written.get("records_per_source") == records:
+            return out / name
+    subprocess.run(
+        [sys.executable, "-m", "loadgen", "--out", str(out), "--records", str(records),
+         "--format", file_format, "--layout", "ndjson", "--no-progress"],
+        cwd=REPO,
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    return out / name
+
+
+def run_ingest(paths: list[Path], file_format: str = "auto") -> tuple[float, int, str]:
     """Wall seconds, peak RSS (bytes) and output of one ``manage.py ingest``."""
     started = time.perf_counter()
     process = subprocess.Popen(
-        [sys.executable, "manage.py", "ingest", "--force", "--no-progress", *map(str, paths)],
+        [
+            sys.executable,
+            "manage.py",
+            "ingest",
+            "--force",
+            "--no-progress",
+            "--format",
+            file_format,
+            *map(str, paths),
+        ],
         cwd=REPO,
         env=_env(),
         stdout=subprocess.PIPE,
@@ -178,6 +214,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--records", type=int, default=2_000_000, help="per source")
     parser.add_argument("--data-dir", default=str(REPO / "data" / "bench-ingest"))
     parser.add_argument("--repeat", type=int, default=1, help="runs per case; medians shown")
+    parser.add_argument(
+        "--psi-v5-records",
+        type=int,
+        default=2_000,
+        metavar="N",
+        help="PageSpeed v5 responses of the Google-formats case (0.3-1 MB each; default 2000)",
+    )
+    parser.add_argument(
+        "--no-google", dest="google", action="store_false", help="contract formats only"
+    )
+    parser.add_argument(
+        "--only-google",
+        action="store_true",
+        help="the Google formats and their contract twins only (no COPY comparison)",
+    )
     args = parser.parse_args(argv)
 
     data_dir = Path(args.data_dir)
@@ -185,6 +236,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"bench-ingest: {args.records:,} records per source, {args.repeat} run(s) per case")
     ga, psi = ensure_files(data_dir, args.records)
     prepare_database()
+    if args.only_google:
+        google_formats(data_dir, {"ga": ga, "psi": psi}, args.records, args.psi_v5_records,
+                       args.repeat)  # fmt: skip
+        return 0
 
     cases = [
         ("ga", [ga], ["ga"]),
@@ -228,7 +283,67 @@ def main(argv: list[str] | None = None) -> int:
         "commit); COPY: server-side COPY FROM of the same rows as CSV; peak RSS: the largest "
         "single process of the ingest"
     )
+    if args.google:
+        google_formats(data_dir, {"ga": ga, "psi": psi}, args.records, args.psi_v5_records,
+                       args.repeat)  # fmt: skip
     return 0
+
+
+def google_formats(
+    data_dir: Path, contract: dict[str, Path], ga_records: int, psi_records: int, repeat: int
+) -> None:
+    """GA4 and PSI v5 files against the contract file of their source, each Google run
+    right after a run of its contract twin (so that both see the same machine)."""
+    print(
+        f"\nGoogle formats: GA4 runReport responses ({ga_records:,} rows: the GA file's "
+        f"records), PageSpeed v5 responses ({psi_records:,}); each after its contract file"
+    )
+    cases = [
+        ("ga4", "ga", "ga4", ga_records, 0.5),
+        ("psi v5", "psi", "psi", psi_records, 0.2),
+    ]
+    header = (
+        f"{'case':<13}{'records':>11}{'MB':>8}{'seconds':>9}{'records/s':>11}{'MB/s':>7}"
+        f"{'peak RSS':>10}{'rec/s ratio':>13}{'MB/s ratio':>12}{'target':>8}"
+    )
+    print(header)
+    print("-" * len(header))
+    for name, source, file_format, records, target in cases:
+        path = ensure_google_file(data_dir, records, file_format)
+        twin = contract[source]
+        runs: dict[str, list[float]] = {"contract": [], "google": []}
+        peaks = {"contract": 0, "google": 0}
+        for _ in range(repeat):
+            for kind, file, fmt in (("contract", twin, "auto"), ("google", path, file_format)):
+                seconds, rss, _ = run_ingest([file], fmt)
+                runs[kind].append(seconds)
+                peaks[kind] = max(peaks[kind], rss)
+        c_seconds = statistics.median(runs["contract"])
+        seconds = statistics.median(runs["google"])
+        size, c_size = path.stat().st_size, twin.stat().st_size
+        c_records = _records_of(twin)
+        rate, mbps = records / seconds, size / 2**20 / seconds
+        c_rate, c_mbps = c_records / c_seconds, c_size / 2**20 / c_seconds
+        print(
+            f"{source + ' contract':<13}{c_records:>11,}{c_size / 2**20:>8,.0f}{c_seconds:>9.2f}"
+            f"{c_rate:>11,.0f}{c_mbps:>7.0f}{peaks['contract'] / 2**20:>8.0f}MB"
+        )
+        print(
+            f"{name:<13}{records:>11,}{size / 2**20:>8,.0f}{seconds:>9.2f}{rate:>11,.0f}"
+            f"{mbps:>7.0f}{peaks['google'] / 2**20:>8.0f}MB{rate / c_rate:>12.3g}x"
+            f"{mbps / c_mbps:>11.2f}x{target:>7.1f}x"
+        )
+    print(
+        "ratio: the Google file's records/s (MB/s) over its contract twin's, medians of runs "
+        "made one after the other; target: of records/s. A PSI v5 response is 0.3-1 MB "
+        "against ~200 bytes for a contract record: its records/s ratio is bounded by the "
+        "bytes a reader must at least scan, which MB/s shows"
+    )
+
+
+def _records_of(path: Path) -> int:
+    manifest = json.loads((path.parent / "manifest.json").read_text())
+    return sum(f["records"] for f in manifest["files"] if f["path"].endswith(path.name))
 
 
 if __name__ == "__main__":

@@ -53,13 +53,20 @@ DEFAULT_LIMITS = Limits()
 
 
 class FileBreak(Exception):
-    """The file stops being valid JSON at ``position`` (1-based record position)."""
+    """The file stops being valid JSON at ``position`` (1-based record position).
 
-    def __init__(self, position: int, reason: str, raw: bytes = b"") -> None:
-        super().__init__(f"invalid JSON at record {position}: {reason}")
+    ``kind`` words what broke: invalid JSON, or (formats/) a response that is not
+    of its format, such as a GA4 report without a required header.
+    """
+
+    def __init__(
+        self, position: int, reason: str, raw: bytes = b"", kind: str = "invalid JSON"
+    ) -> None:
+        super().__init__(f"{kind} at record {position}: {reason}")
         self.position = position
         self.reason = reason
         self.raw = raw
+        self.kind = kind
 
 
 @dataclass
@@ -70,6 +77,8 @@ class Chunk:
     records: list
     text: bytes | None = None  # the block the records were parsed from
     _lines: list[bytes] | None = field(default=None, repr=False)
+    # formats/: every record is the values of a valid record (no Unreadable)
+    valid: bool = False
 
     def raw_text(self, index: int) -> str:
         """The first KB of record ``index``'s text (for the rejects table).

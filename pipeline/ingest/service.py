@@ -30,6 +30,7 @@ from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import repeat
 from operator import itemgetter
 
 import msgspec
@@ -372,6 +373,18 @@ def _rows_of(
         position += start
     records = chunk.records
     if mapped:
+        time_name = "hour" if source == "ga" else "measured_at"
+        if chunk.valid and start == 0 and records:
+            # Column by column: only the pages are resolved one by one.
+            columns = list(zip(*records, strict=True))
+            try:
+                ids = list(map(page_id, columns[0]))
+            except Reject:
+                pass  # a page to reject: row by row, below
+            else:
+                positions = range(position + 1, position + 1 + len(records))
+                rows = list(zip(repeat(batch_id), positions, ids, *columns[1:]))
+                return _in_range(rows, rejects, chunk, span, time_name)
         for index in range(start, len(records)):
             position += 1
             r = records[index]
@@ -381,7 +394,7 @@ def _rows_of(
                 append((batch_id, position, page_id(r[0]), *r[1:]))
             except Reject as exc:
                 rejects.append((position, str(exc), chunk.raw_text(index)))
-        return _in_range(rows, rejects, chunk, span, "hour" if source == "ga" else "measured_at")
+        return _in_range(rows, rejects, chunk, span, time_name)
     if seed:
         validate = validate_seed_ga if source == "ga" else validate_seed_psi
         for index in range(start, len(records)):

@@ -22,7 +22,8 @@ def fraction(text: str) -> float:
 
 class Command(BaseCommand):
     help = (
-        "Stream GA and PSI files (JSON array, NDJSON, gzip, seed format) into the raw tables "
+        "Stream GA and PSI files (JSON array, NDJSON, gzip; seed, GA4 and PSI v5 formats) into "
+        "the raw tables "
         "with COPY. Several files are ingested in parallel. One line per file says what "
         "happened; the command exits non-zero if any file failed (could not be read, stopped "
         "being valid JSON, had nothing accepted or too many rejects)."
@@ -34,9 +35,11 @@ class Command(BaseCommand):
         parser.add_argument(
             "--format",
             dest="file_format",
-            choices=("auto", "seed"),
+            choices=("auto", "seed", "ga4", "psi"),
             default="auto",
-            help="seed: the original .NET generator's records (auto detects them too)",
+            help="seed: the original .NET generator's records (auto detects them too); "
+            "ga4: GA4 Data API runReport responses (source ga); psi: PageSpeed Insights v5 "
+            "responses (source psi); see docs/sources.md",
         )
         parser.add_argument(
             "--force", action="store_true", help="ingest content that was ingested before"
