@@ -22,34 +22,22 @@ from pathlib import Path
 
 import psycopg
 
+from pipeline.ingest.bench import conninfo, database_url
+
 REPO = Path(__file__).resolve().parents[1]
 BENCH_DB = "metriflow_bench_metrics"
 TIME_STAGES = ("page", "interval", "daily", "monthly", "yearly")
 
 
-def _conninfo(dbname: str) -> str:
-    host = os.environ.get("PGHOST", "127.0.0.1")
-    port = os.environ.get("PGPORT", "5432")
-    user = os.environ.get("PGUSER", "postgres")
-    return f"host={host} port={port} user={user} dbname={dbname}"
-
-
-def _url(dbname: str) -> str:
-    host = os.environ.get("PGHOST", "127.0.0.1")
-    port = os.environ.get("PGPORT", "5432")
-    user = os.environ.get("PGUSER", "postgres")
-    return f"postgres://{user}@{host}:{port}/{dbname}"
-
-
 def prepare(batches: int, runs: int, dirty: int, failures: int) -> None:
     year = 365 * 86400  # the starts of the runs, spread over the last year
-    with psycopg.connect(_conninfo("postgres"), autocommit=True) as conn:
+    with psycopg.connect(conninfo("postgres"), autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{BENCH_DB}" WITH (FORCE)')
         conn.execute(f'CREATE DATABASE "{BENCH_DB}"')
-    env = {**os.environ, "DATABASE_URL": _url(BENCH_DB), "DJANGO_DEBUG": "false"}
+    env = {**os.environ, "DATABASE_URL": database_url(BENCH_DB), "DJANGO_DEBUG": "false"}
     subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v0"],
                    cwd=REPO, env=env, check=True)  # fmt: skip
-    with psycopg.connect(_conninfo(BENCH_DB), autocommit=True) as conn:
+    with psycopg.connect(conninfo(BENCH_DB), autocommit=True) as conn:
         conn.execute(
             "INSERT INTO ingest_batch (id, source, file_name, file_layout, checksum, "
             "file_bytes, status, records_accepted, records_rejected, finished_at) "
@@ -135,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         f"bench-metrics: {args.batches:,} batches, {args.runs:,} runs, {args.dirty:,} dirty keys, "
         f"{args.failures:,} task failures (filled in {time.perf_counter() - started:.1f} s)"
     )
-    os.environ["DATABASE_URL"] = _url(BENCH_DB)
+    os.environ["DATABASE_URL"] = database_url(BENCH_DB)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "metriflow.settings.local")
     import django
 

@@ -27,6 +27,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from metriflow.celery import DEAD_LETTER_QUEUE, STAGES
+from pipeline.selectors import pipeline_lag
 from pipeline.stages import STAGES as LEDGER_STAGES
 from pipeline.stages import TIME_STAGES
 
@@ -35,15 +36,7 @@ logger = logging.getLogger(__name__)
 # Every query of one scrape, in one snapshot. Windows by ledger status are grouped
 # generically, so a new status shows up without a change here.
 LEDGER_SQL = "SELECT stage, status, count(*) FROM pipeline_ledger GROUP BY 1, 2"
-DIRTY_SQL = (
-    "SELECT stage, count(*), extract(epoch FROM now() - min(marked_at)) "
-    "FROM pipeline_dirty GROUP BY 1"
-)
-# Unfinished windows: served by the partial index pipeline_ledger_open.
-UNFINISHED_SQL = (
-    "SELECT stage, extract(epoch FROM now() - min(updated_at)) FROM pipeline_ledger "
-    "WHERE status <> 'done' GROUP BY 1"
-)
+DIRTY_SQL = "SELECT stage, count(*) FROM pipeline_dirty GROUP BY 1"
 # The run history grows without end (a row per run): its totals are kept per process.
 # A run's row is written when the run ends, so runs that started more than
 # RUN_SETTLED_AFTER ago are all there (no run lasts that long: the task time limit
@@ -78,12 +71,41 @@ def _counter(name: str, documentation: str, labels=()) -> CounterMetricFamily:
     return CounterMetricFamily(name, documentation, labels=list(labels))
 
 
-def _scrape_seconds(source: str, seconds: float) -> GaugeMetricFamily:
-    family = _gauge(
-        f"metriflow_{source}_scrape_seconds", f"Seconds this scrape spent reading the {source}."
-    )
-    family.add_metric([], seconds)
-    return family
+class _ServiceCollector(Collector):
+    """What one service holds, read at scrape time: ``metriflow_<service>_up`` (0 when the
+    read failed: the rest of the scrape is still served), the read's seconds, then the
+    families of what was read (none when it failed)."""
+
+    service: str  # "database", "broker": in the names of the first two families
+    product: str  # the service's product, in the up family's help
+    failures: tuple[type[BaseException], ...]  # the errors that mean "did not answer"
+
+    def collect(self) -> Iterator[Metric]:
+        started = time.perf_counter()
+        try:
+            state = self._read()
+        except self.failures as exc:
+            logger.warning("metrics: the %s did not answer: %s", self.service, exc)
+            state = None
+        up = _gauge(
+            f"metriflow_{self.service}_up", f"1 when this scrape read {self.product}, else 0."
+        )
+        up.add_metric([], 0 if state is None else 1)
+        yield up
+        seconds = _gauge(
+            f"metriflow_{self.service}_scrape_seconds",
+            f"Seconds this scrape spent reading the {self.service}.",
+        )
+        seconds.add_metric([], time.perf_counter() - started)
+        yield seconds
+        if state is not None:
+            yield from self._families(state)
+
+    def _read(self):
+        raise NotImplementedError
+
+    def _families(self, state) -> Iterator[Metric]:
+        raise NotImplementedError
 
 
 @dataclass
@@ -127,22 +149,10 @@ def _run_totals(cursor) -> tuple[_SettledRuns, list[tuple]]:
     return settled, [(stage, status, *values) for (stage, status), values in everything.items()]
 
 
-class PipelineCollector(Collector):
+class PipelineCollector(_ServiceCollector):
     """The pipeline's and ingestion's state per stage, from PostgreSQL."""
 
-    def collect(self) -> Iterator[Metric]:
-        started = time.perf_counter()
-        try:
-            rows = self._read()
-        except DatabaseError as exc:
-            logger.warning("metrics: the database did not answer: %s", exc)
-            rows = None
-        up = _gauge("metriflow_database_up", "1 when this scrape read PostgreSQL, else 0.")
-        up.add_metric([], 0 if rows is None else 1)
-        yield up
-        yield _scrape_seconds("database", time.perf_counter() - started)
-        if rows is not None:
-            yield from self._families(*rows)
+    service, product, failures = "database", "PostgreSQL", (DatabaseError,)
 
     def _read(self):
         timeout = int(settings.METRIFLOW_METRICS_STATEMENT_TIMEOUT_MS)
@@ -152,9 +162,10 @@ class PipelineCollector(Collector):
                 cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             cursor.execute("SELECT set_config('statement_timeout', %s, true)", [str(timeout)])
             results = []
-            for query in (LEDGER_SQL, DIRTY_SQL, UNFINISHED_SQL):
+            for query in (LEDGER_SQL, DIRTY_SQL):
                 cursor.execute(query)
                 results.append(cursor.fetchall())
+            results.append(pipeline_lag(cursor))
             settled, runs = _run_totals(cursor)
             results.append(runs)
             for query in (FAILURES_SQL, BATCHES_SQL):
@@ -163,7 +174,8 @@ class PipelineCollector(Collector):
         _SETTLED_RUNS[0] = settled  # only once the whole read succeeded
         return results
 
-    def _families(self, ledger, dirty, unfinished, runs, failures, batches) -> Iterator[Metric]:
+    def _families(self, state) -> Iterator[Metric]:
+        ledger, dirty, lag, runs, failures, batches = state
         windows = _gauge(
             "metriflow_pipeline_windows",
             "Windows in the pipeline ledger by stage and status (pending, running, done, "
@@ -179,27 +191,21 @@ class PipelineCollector(Collector):
             "(page, period) keys a stage still has to recompute (pipeline_dirty).",
             ["stage"],
         )
-        dirty_by_stage = {stage: (count, age) for stage, count, age in dirty}
+        dirty_by_stage = dict(dirty)
         for stage in TIME_STAGES:
-            keys.add_metric([stage], dirty_by_stage.get(stage, (0, None))[0])
+            keys.add_metric([stage], dirty_by_stage.get(stage, 0))
         yield keys
 
-        lag = _gauge(
+        lag_seconds = _gauge(
             "metriflow_pipeline_lag_seconds",
-            "Age of the stage's oldest unfinished work: its oldest dirty key's mark, or its "
-            "oldest unfinished ledger window's last change, whichever is older; 0 when "
-            "nothing waits.",
+            "Age of the stage's oldest pending work: its oldest dirty key's mark, its oldest "
+            "batch loaded and not yet staged, or its oldest unfinished window's last change, "
+            "whichever is older; 0 when nothing waits.",
             ["stage"],
         )
-        unfinished_by_stage = dict(unfinished)
         for stage in LEDGER_STAGES:
-            ages = [
-                float(age)
-                for age in (dirty_by_stage.get(stage, (0, None))[1], unfinished_by_stage.get(stage))
-                if age is not None
-            ]
-            lag.add_metric([stage], max([0.0, *ages]))
-        yield lag
+            lag_seconds.add_metric([stage], lag.stages.get(stage, 0.0))
+        yield lag_seconds
 
         run_count = _counter(
             "metriflow_pipeline_runs",
@@ -273,23 +279,14 @@ class PipelineCollector(Collector):
         yield from (batch_count, records, rejects, size)
 
 
-class BrokerCollector(Collector):
+class BrokerCollector(_ServiceCollector):
     """Depths of the ``dead_letter`` and stage queues, from RabbitMQ (passive
     declarations: nothing is created, consumed or changed)."""
 
-    def collect(self) -> Iterator[Metric]:
-        started = time.perf_counter()
-        try:
-            depths = self._read()
-        except Exception as exc:  # any failure of the broker is a down broker, not a 500
-            logger.warning("metrics: the broker did not answer: %s", exc)
-            depths = None
-        up = _gauge("metriflow_broker_up", "1 when this scrape read RabbitMQ, else 0.")
-        up.add_metric([], 0 if depths is None else 1)
-        yield up
-        yield _scrape_seconds("broker", time.perf_counter() - started)
-        if depths is None:
-            return
+    # Any failure of the broker is a down broker, not a 500.
+    service, product, failures = "broker", "RabbitMQ", (Exception,)
+
+    def _families(self, depths: dict[str, tuple[int, int]]) -> Iterator[Metric]:
         dead = _gauge(
             "metriflow_dead_letters",
             "Messages in the dead_letter queue: tasks that failed for good "

@@ -13,9 +13,9 @@ hides the state of the others:
   one worker that answers Celery's ``active_queues`` broadcast within the timeout; the
   answer is reused for ``METRIFLOW_HEALTH_WORKERS_CACHE_SECONDS``, so that a health poller
   (or many API processes polled at once) does not flood the broker with broadcasts;
-- ``lag``: the oldest pending work, a dirty key (``pipeline_dirty.marked_at``, kept from
-  its first mark) or a batch waiting to be staged (its ``staged`` ledger row), is younger
-  than ``METRIFLOW_HEALTH_MAX_LAG_SECONDS``.
+- ``lag``: the oldest pending work (``pipeline.selectors.pipeline_lag``: a dirty key, a
+  batch waiting to be staged, an unfinished window) is younger than
+  ``METRIFLOW_HEALTH_MAX_LAG_SECONDS``.
 
 A check that raises, or has not answered within the bound, fails with its error; the
 answer is always a body naming the failing checks, never an exception.
@@ -94,22 +94,26 @@ def check_database() -> dict:
     return {}
 
 
-def _query(sql: str) -> list[tuple]:
-    """Rows of ``sql`` on a connection of its own, bounded by the timeout: the ORM's
-    connection may be mid-transaction, and its connect has no bound of its own."""
+def _connect_database():
+    """A connection of its own, bounded by the timeout: the ORM's connection may be
+    mid-transaction, and its connect has no bound of its own."""
     import psycopg
 
     from pipeline.ingest.service import conninfo
 
     timeout = _timeout()
-    with psycopg.connect(
+    return psycopg.connect(
         conninfo(),
         autocommit=True,
         # libpq counts whole seconds, at least 2.
         connect_timeout=max(2, math.ceil(timeout)),
         options=f"-c statement_timeout={max(1, int(timeout * 1000))}",
         application_name="metriflow-health",
-    ) as conn:
+    )
+
+
+def _query(sql: str) -> list[tuple]:
+    with _connect_database() as conn:
         return conn.execute(sql).fetchall()
 
 
@@ -203,26 +207,20 @@ def check_workers() -> dict:
     return detail
 
 
-_LAG_SQL = """
-SELECT 'staged', extract(epoch FROM now() - min(l.created_at))::float8
-FROM pipeline_ledger l JOIN ingest_batch b ON b.id = l.batch_id
-WHERE l.stage = 'staged' AND l.status <> 'done' AND b.status IN ('loaded', 'broken')
-UNION ALL
-SELECT stage, extract(epoch FROM now() - min(marked_at))::float8
-FROM pipeline_dirty GROUP BY stage
-"""
-
-
 def check_lag() -> dict:
     """Age of the oldest pending work per stage; fails past the threshold."""
+    from pipeline.selectors import pipeline_lag
+
     limit = float(settings.METRIFLOW_HEALTH_MAX_LAG_SECONDS)
-    oldest = {stage: round(age, 3) for stage, age in _query(_LAG_SQL) if age is not None}
-    lag = max(oldest.values(), default=0.0)
-    detail = {"lag_seconds": lag, "max_lag_seconds": limit, "oldest_seconds": oldest}
-    if lag > limit:
-        behind = max(oldest, key=oldest.get)
+    with _connect_database() as conn, conn.cursor() as cursor:
+        lag = pipeline_lag(cursor)
+    oldest = {stage: round(age, 3) for stage, age in lag.stages.items()}
+    detail = {"lag_seconds": round(lag.seconds, 3), "max_lag_seconds": limit,
+              "oldest_seconds": oldest}  # fmt: skip
+    if lag.seconds > limit:
         raise CheckFailed(
-            f"pipeline lag {lag:.0f} s above {limit:.0f} s (oldest pending work: {behind})",
+            f"pipeline lag {lag.seconds:.0f} s above {limit:.0f} s "
+            f"(oldest pending work: {lag.behind})",
             detail,
         )
     return detail

@@ -33,9 +33,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
-    from pipeline.ingest.bench import BENCH_DB, _database_url, prepare_database
+    from pipeline.ingest.bench import BENCH_DB, database_url, prepare_database
 
-    os.environ["DATABASE_URL"] = _database_url(BENCH_DB)
+    os.environ["DATABASE_URL"] = database_url(BENCH_DB)
     os.environ["METRIFLOW_PIPELINE_TRIGGER"] = "false"
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "metriflow.settings.local")
     data = Path(args.data_dir)

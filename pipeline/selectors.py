@@ -63,6 +63,52 @@ def stage_states() -> list[StageState]:
     return states
 
 
+# The age of each stage's oldest pending work, by PostgreSQL's clock: its oldest dirty
+# key (``pipeline_dirty.marked_at``, kept from its first mark); for ``staged``, its
+# oldest batch loaded and not yet staged (the ledger row's creation); for the time
+# stages, their oldest unfinished window's last change (a window's row is reused by
+# every rerun, so its creation says nothing). Served by pipeline_ledger_open.
+PIPELINE_LAG_SQL = """
+SELECT 'staged', extract(epoch FROM now() - min(l.created_at))::float8
+FROM pipeline_ledger l JOIN ingest_batch b ON b.id = l.batch_id
+WHERE l.stage = 'staged' AND l.status <> 'done' AND b.status IN ('loaded', 'broken')
+UNION ALL
+SELECT stage, extract(epoch FROM now() - min(updated_at))::float8
+FROM pipeline_ledger WHERE stage <> 'staged' AND status <> 'done' GROUP BY stage
+UNION ALL
+SELECT stage, extract(epoch FROM now() - min(marked_at))::float8
+FROM pipeline_dirty GROUP BY stage
+"""
+
+
+@dataclass(frozen=True)
+class PipelineLag:
+    """Seconds of the oldest pending work of each stage that has some."""
+
+    stages: dict[str, float]
+
+    @property
+    def seconds(self) -> float:
+        """The pipeline's lag: its most lagging stage's, 0 when nothing waits."""
+        return max(self.stages.values(), default=0.0)
+
+    @property
+    def behind(self) -> str | None:
+        """The most lagging stage, None when nothing waits."""
+        return max(self.stages, key=self.stages.__getitem__) if self.stages else None
+
+
+def pipeline_lag(cursor) -> PipelineLag:
+    """The lag of each stage (PIPELINE_LAG_SQL) read with ``cursor`` (a DB-API cursor:
+    Django's or psycopg's, so that a caller chooses its connection and its bounds)."""
+    cursor.execute(PIPELINE_LAG_SQL)
+    stages: dict[str, float] = {}
+    for stage, age in cursor.fetchall():
+        if age is not None:
+            stages[stage] = max(stages.get(stage, 0.0), float(age))
+    return PipelineLag(stages)
+
+
 def _count_rows(cursor, table: str) -> int | None:
     query = sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table))
     try:

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import psycopg
 
-from pipeline.ingest.bench import _database_url, _server
+from pipeline.ingest.bench import conninfo, database_url
 
 REPO = Path(__file__).resolve().parents[1]
 DB = "metriflow_bench_api"
@@ -59,7 +59,7 @@ end
 def env(**extra) -> dict:
     return {
         **os.environ,
-        "DATABASE_URL": _database_url(DB),
+        "DATABASE_URL": database_url(DB),
         "DJANGO_SETTINGS_MODULE": "metriflow.settings.local",
         "DJANGO_DEBUG": "false",
         "METRIFLOW_PIPELINE_TRIGGER": "false",
@@ -74,10 +74,10 @@ def manage(*args: str) -> None:
 def load_data(records: int, data_dir: Path) -> dict:
     """The data set's manifest; generates, ingests and aggregates it unless already there."""
     marker = f"records={records}"
-    with psycopg.connect(_server(), autocommit=True) as conn:
+    with psycopg.connect(conninfo(), autocommit=True) as conn:
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DB,)).fetchone()
     if exists:
-        with psycopg.connect(_server(DB)) as conn:
+        with psycopg.connect(conninfo(DB)) as conn:
             comment = conn.execute(
                 "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s",
                 (DB,),
@@ -85,7 +85,7 @@ def load_data(records: int, data_dir: Path) -> dict:
         if comment == marker and (data_dir / "manifest.json").exists():
             manage("migrate", "--noinput", "-v0")  # a reused database gets new migrations
             return json.loads((data_dir / "manifest.json").read_text())
-    with psycopg.connect(_server(), autocommit=True) as conn:
+    with psycopg.connect(conninfo(), autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{DB}" WITH (FORCE)')
         conn.execute(f'CREATE DATABASE "{DB}"')
     manage("migrate", "--noinput", "-v0")
@@ -108,7 +108,7 @@ def load_data(records: int, data_dir: Path) -> dict:
     )
     manage("ingest", "--no-progress", str(data_dir / "ga.json"), str(data_dir / "psi.json"))
     manage("pipeline", "run")
-    with psycopg.connect(_server(), autocommit=True) as conn:
+    with psycopg.connect(conninfo(), autocommit=True) as conn:
         conn.execute(f"COMMENT ON DATABASE \"{DB}\" IS '{marker}'")
     return json.loads((data_dir / "manifest.json").read_text())
 

@@ -87,6 +87,19 @@ def app_broker(url: str, monkeypatch) -> Iterator[None]:
         reset()
 
 
+@contextmanager
+def stage_broker(monkeypatch) -> Iterator[str]:
+    """A vhost of the test's own with the stage queues declared, this process's Celery
+    app pointed at it; yields its URL."""
+    with fresh_vhost() as url, app_broker(url, monkeypatch):
+        with Connection(url) as conn:
+            channel = conn.channel()
+            for queue in app.conf.task_queues:
+                queue.bind(channel).declare()
+            channel.close()
+        yield url
+
+
 def queue_state(url: str, queue: str) -> tuple[int, int] | None:
     """(messages ready, consumers) of ``queue``, or None when it does not exist."""
     with Connection(url) as conn:

@@ -6,7 +6,6 @@ from datetime import UTC, datetime, time
 import pytest
 from django.contrib.auth import get_user_model
 from django.urls import reverse
-from kombu import Connection
 
 from metriflow.celery import app
 from pipeline import stages
@@ -15,7 +14,7 @@ from pipeline.models import PipelineLedger, PipelineRun
 from pipeline.tasks import WINDOW_TASKS
 
 from .contract import generate
-from .rabbitmq import app_broker, fresh_vhost, take_messages
+from .rabbitmq import stage_broker, take_messages
 from .test_stages import final_records, query
 
 pytestmark = pytest.mark.usefixtures("pipeline_db")
@@ -83,12 +82,7 @@ def test_the_run_history_is_listed_filtered_and_shown_on_its_window(tmp_path, st
 @pytest.fixture
 def fresh_broker(monkeypatch):
     """This process's Celery app on a vhost of the test's own, its stage queues declared."""
-    with fresh_vhost() as url, app_broker(url, monkeypatch):
-        with Connection(url) as conn:
-            channel = conn.channel()
-            for queue in app.conf.task_queues:
-                queue.bind(channel).declare()
-            channel.close()
+    with stage_broker(monkeypatch) as url:
         yield url
 
 

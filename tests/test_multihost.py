@@ -44,15 +44,15 @@ from .conftest import REPO_ROOT, admin_conninfo, reset_pipeline_tables, run_mana
 from .contract import generate
 from .rabbitmq import app_broker, fresh_vhost, queue_state
 from .test_dead_letters import wait_for
-from .test_stages import FAULTS, assert_every_stage_matches, ingest_in_order, query
+from .test_stages import FAULTS, assert_every_stage_matches, ingest_in_order, query, snapshot
+from .test_stages import STAGE_TABLES as CLEAN_RUN_TABLES
 
 pytestmark = [pytest.mark.usefixtures("pipeline_db"), pytest.mark.slow]
 
 HOSTNAMES = ("host-a", "host-b")
 WORKER_PROCESSES = 1  # per host; with prefetch 1, one message at a time
 # Every stage table, compared whole with a clean run.
-STAGE_TABLES = ("staged_ga", "staged_psi", "page_hour", "agg_interval", "agg_daily",
-                "agg_monthly", "agg_yearly", "agg_site_daily")  # fmt: skip
+STAGE_TABLES = (*CLEAN_RUN_TABLES, "agg_site_daily")
 
 
 # ----------------------------------------------------------------- the hosts
@@ -208,24 +208,6 @@ def ledger_worker(stage: str, window) -> tuple[str, str]:
     return row
 
 
-def whole_tables() -> dict[str, list[str]]:
-    """Every row of every stage table, every column; histograms normalised (a merged
-    histogram may list its buckets in any order)."""
-    out = {}
-    for table in STAGE_TABLES:
-        columns = [
-            f"hist_merge({c})" if c.endswith("_hist") else c
-            for (c,) in query(
-                "SELECT column_name::text FROM information_schema.columns "
-                "WHERE table_schema = current_schema() AND table_name = %s "
-                "ORDER BY ordinal_position",
-                [table],
-            )
-        ]
-        out[table] = sorted(map(repr, query(f"SELECT {', '.join(columns)} FROM {table}")))
-    return out
-
-
 # ----------------------------------------------------------------- the test
 
 
@@ -339,11 +321,11 @@ def test_two_hosts_share_the_chain_and_one_dying_mid_stage_leaves_the_other_to_f
         host_b.kill()
 
     # Every stage table equals a clean in-process run of the same files ...
-    distributed = whole_tables()
+    distributed = snapshot(STAGE_TABLES)
     reset_pipeline_tables()
     ingest_in_order(files)
     assert stages.failed_runs(stages.drain()) == []
-    clean = whole_tables()
+    clean = snapshot(STAGE_TABLES)
     for table in STAGE_TABLES:
         assert distributed[table] == clean[table], table
         assert clean[table], table  # and holds rows

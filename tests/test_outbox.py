@@ -19,9 +19,8 @@ from datetime import UTC, datetime
 
 import psycopg
 import pytest
-from kombu import Connection
 
-from metriflow.celery import STAGES, app
+from metriflow.celery import STAGES
 from pipeline import services, stages
 from pipeline.ingest import ingest_file
 from pipeline.ingest.service import conninfo
@@ -29,7 +28,7 @@ from pipeline.ingest.service import conninfo
 from .conftest import REPO_ROOT, reset_pipeline_tables, run_manage
 from .contract import generate
 from .processes import free_port, stop
-from .rabbitmq import app_broker, fresh_vhost, take_messages
+from .rabbitmq import stage_broker, take_messages
 from .test_dead_letters import wait_for
 from .test_stages import (
     FAULTS,
@@ -49,19 +48,6 @@ def observe(sql: str, params=()) -> list[tuple]:
     """``sql`` on a connection of its own: what every other session sees."""
     with psycopg.connect(conninfo(), autocommit=True) as conn:
         return conn.execute(sql, params).fetchall()
-
-
-@contextmanager
-def broker(monkeypatch):
-    """A vhost of the test's own with the stage queues declared, this process's Celery
-    app pointed at it; yields its URL."""
-    with fresh_vhost() as url, app_broker(url, monkeypatch):
-        with Connection(url) as conn:
-            channel = conn.channel()
-            for queue in app.conf.task_queues:
-                queue.bind(channel).declare()
-            channel.close()
-        yield url
 
 
 @contextmanager
@@ -222,7 +208,7 @@ def test_ingest_with_the_broker_down_warns_once_and_the_relay_publishes_it_later
     ) == [(batch_id, None, 1, "queued")]
     assert query("SELECT error FROM pipeline_outbox")[0][0].endswith("Connection refused")
 
-    with broker(monkeypatch) as url, worker(test_database_env, url, tmp_path / "worker.log"):
+    with stage_broker(monkeypatch) as url, worker(test_database_env, url, tmp_path / "worker.log"):
         assert services.relay_outbox() == services.Relayed(1)  # the broker is back
         wait_for(lambda: settled(1), "the chain to finish", timeout=180)
     [(published, attempts, task_id)] = query(
@@ -250,7 +236,7 @@ def test_relays_at_once_publish_each_hand_off_once(monkeypatch):
 
     queue_months("2000-01-01", 300)
     assert query("SELECT count(*), count(DISTINCT ledger_id) FROM pipeline_outbox") == [(300, 300)]
-    with broker(monkeypatch) as url:
+    with stage_broker(monkeypatch) as url:
         # Rows another relay holds are skipped, not waited for nor published twice.
         with psycopg.connect(conninfo()) as holder:
             held = [
@@ -297,7 +283,7 @@ def test_each_window_runs_once_per_wave_of_a_multi_month_file(
              *FAULTS)  # fmt: skip
     paths = [tmp_path / "ga.json", tmp_path / "psi.json"]
     env = {**test_database_env, "METRIFLOW_PIPELINE_TRIGGER": "true"}
-    with broker(monkeypatch) as url, worker(test_database_env, url, tmp_path / "worker.log"):
+    with stage_broker(monkeypatch) as url, worker(test_database_env, url, tmp_path / "worker.log"):
         for wave, path in enumerate(paths, start=1):
             run_manage("ingest", str(path), env={**env, "CELERY_BROKER_URL": url})
             wait_for(lambda n=wave: settled(n), f"wave {wave} to finish", timeout=300)
@@ -327,7 +313,7 @@ def test_other_sessions_see_queued_then_running_while_a_stage_is_held(
     holder.execute("LOCK TABLE agg_monthly IN ACCESS EXCLUSIVE MODE")
     try:
         with (
-            broker(monkeypatch) as url,
+            stage_broker(monkeypatch) as url,
             worker(
                 test_database_env, url, tmp_path / "worker.log", ("monthly", "yearly"), 1
             ) as process,
@@ -405,7 +391,7 @@ def test_a_window_left_running_by_a_killed_run_is_queued_again_by_the_sweep(
     )  # fmt: skip
     assert stages.sweep() == {"stale": 2, "batches": 0, "windows": 0}
     assert query(left) == [("queued", 2)]
-    with broker(monkeypatch) as url, worker(test_database_env, url, tmp_path / "worker.log"):
+    with stage_broker(monkeypatch) as url, worker(test_database_env, url, tmp_path / "worker.log"):
         assert services.relay_outbox() == services.Relayed(2)
         wait_for(lambda: settled(2), "the chain to finish", timeout=120)
     assert query(
@@ -449,7 +435,7 @@ def test_a_window_dirtied_while_running_is_queued_again_when_it_finishes(
     holder.execute("LOCK TABLE agg_monthly IN ACCESS EXCLUSIVE MODE")
     try:
         with (
-            broker(monkeypatch) as url,
+            stage_broker(monkeypatch) as url,
             worker(test_database_env, url, tmp_path / "worker.log", ("monthly", "yearly"), 1),
         ):
             assert services.relay_outbox() == services.Relayed(2)

@@ -22,21 +22,13 @@ import pytest
 from django.db import connection
 
 from pipeline.ingest import ingest_file
-from pipeline.ingest.formats import samples
+from pipeline.ingest.formats.ga4 import REPORT_METRICS as METRICS
 from reporting import selectors
 
 from .conftest import REPO_ROOT, run_manage
-from .contract import canonical
+from .contract import canonical, generate
 
 pytestmark = pytest.mark.usefixtures("pipeline_db")
-
-METRICS = (
-    "activeUsers",
-    "sessions",
-    "screenPageViews",
-    "userEngagementDuration",
-    "engagedSessions",
-)
 
 
 def query(sql: str, params=()) -> list[tuple]:
@@ -452,9 +444,11 @@ def peak_rss_of_ingest(path: str, file_format: str, env: dict) -> tuple[int, str
 
 @pytest.mark.slow
 def test_a_200_mb_file_streams_in_bounded_memory(tmp_path, test_database_env):
-    path = str(tmp_path / "big.json")
-    # Responses of 250,000 rows (the API's most per page, ~45 MB each).
-    rows = samples.write_ga4(path, responses=4, rows=250_000, pages=2_000)
+    # Responses of 250,000 rows (the API's most per page, ~50 MB each), from the generator.
+    rows = 1_000_000
+    generate(tmp_path, "--records", str(rows), "--pages", "2000", "--sources", "ga",
+             "--format", "ga4", "--ga4-page-rows", "250000")  # fmt: skip
+    path = str(tmp_path / "ga4.json")
     assert os.path.getsize(path) > 180 << 20
     peak, out = peak_rss_of_ingest(path, "ga4", test_database_env)
     assert f"{rows:,} accepted, 0 rejected" in out

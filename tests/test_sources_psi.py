@@ -8,16 +8,16 @@ import json
 import os
 import random
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from django.db import connection
 
 from pipeline import stages
 from pipeline.ingest import ingest_file, ingest_files
-from pipeline.ingest.formats import samples
 
 from .conftest import reset_pipeline_tables, run_manage
-from .contract import canonical, hour_of, parse_iso
+from .contract import canonical, generate, hour_of, parse_iso
 from .test_sources_ga4 import api, expected_record, peak_rss_of_ingest, random_row
 from .test_sources_ga4 import response as ga4_response
 
@@ -211,11 +211,12 @@ def test_a_file_that_breaks_off_keeps_the_responses_before(tmp_path, test_databa
 def test_a_200_mb_file_of_real_sized_responses_streams_in_bounded_memory(
     tmp_path, test_database_env
 ):
-    path = str(tmp_path / "psi-big.json")
-    samples.write_psi(path, responses=300, response_bytes=600_000)  # indented: ~0.9 MB each
+    # PageSpeed v5 responses of 0.3-1 MB each, from the generator.
+    generate(tmp_path, "--records", "340", "--sources", "psi", "--format", "psi")
+    path = str(tmp_path / "psi-v5.json")
     assert os.path.getsize(path) > 200 << 20
     peak, out = peak_rss_of_ingest(path, "psi", test_database_env)
-    assert "300 accepted, 0 rejected" in out
+    assert "340 accepted, 0 rejected" in out
     assert peak < 200 << 20, f"peak RSS {peak / 2**20:.0f} MB"
 
 
@@ -259,7 +260,10 @@ def test_ga4_and_psi_files_report_like_the_same_records_in_the_contract_format(t
     rng = random.Random(12)
     zone = "America/New_York"  # the data crosses the spring-forward night of 2025-03-09
     start = datetime(2025, 3, 8, 12, tzinfo=UTC)
-    hours = samples.local_hours(zone, start, 60)
+    hours = list(dict.fromkeys(  # dateHour texts; a repeated local hour once, as GA4 has it
+        (start + timedelta(hours=n)).astimezone(ZoneInfo(zone)).strftime("%Y%m%d%H")
+        for n in range(60)
+    ))  # fmt: skip
     rows = [random_row(rng, hour, f"https://www.example.com/p/{n}?ref={n % 3}")
             for hour in hours for n in range(rng.randint(1, 6))]  # fmt: skip
     half = len(rows) // 2

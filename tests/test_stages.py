@@ -242,12 +242,14 @@ def assert_site_daily_table(daily: dict) -> None:
                 assert abs(estimate - exact) <= 0.02 * exact + 1e-4, (key, hist)
 
 
-def snapshot() -> dict:
-    """Every stage table, bit for bit; histograms are multisets (an interval or
-    daily histogram may list its buckets in any order), so they are compared
+STAGE_TABLES = ("staged_ga", "staged_psi", "page_hour", "agg_interval", "agg_daily",
+                "agg_monthly", "agg_yearly")  # fmt: skip
+
+
+def snapshot(tables: tuple[str, ...] = STAGE_TABLES) -> dict:
+    """Every row of ``tables``, every column, bit for bit; histograms are multisets (an
+    interval or daily histogram may list its buckets in any order), so they are compared
     normalised with hist_merge."""
-    tables = ("staged_ga", "staged_psi", "page_hour", "agg_interval", "agg_daily",
-              "agg_monthly", "agg_yearly")  # fmt: skip
     out = {}
     for table in tables:
         columns = [

@@ -20,18 +20,14 @@ from dataclasses import dataclass
 
 import orjson
 
+from pipeline.ingest.formats import ga4 as formats_ga4
+
 from .http import Client, FetchError
 
 SCOPE = "https://www.googleapis.com/auth/analytics.readonly"
-DIMENSIONS = ("dateHour", "pageLocation")
-HOST_PATH_DIMENSIONS = ("dateHour", "hostName", "pagePath")
-METRICS = (
-    "activeUsers",
-    "sessions",
-    "screenPageViews",
-    "userEngagementDuration",
-    "engagedSessions",
-)
+DIMENSIONS = formats_ga4.DIMENSIONS
+HOST_PATH_DIMENSIONS = formats_ga4.HOST_PATH_DIMENSIONS
+METRICS = formats_ga4.REPORT_METRICS
 MAX_PAGE_SIZE = 250_000  # the API's own limit on ``limit``
 _PROPERTY = re.compile(r"^[0-9]{1,20}$")
 

@@ -38,31 +38,38 @@ REPO = Path(__file__).resolve().parents[2]
 BENCH_DB = os.environ.get("METRIFLOW_BENCH_DB", "metriflow_bench")
 
 
-def _server(dbname: str = "postgres") -> str:
-    host = os.environ.get("PGHOST", "127.0.0.1")
-    port = os.environ.get("PGPORT", "5432")
-    user = os.environ.get("PGUSER", "postgres")
+def _server_of_env() -> tuple[str, str, str]:
+    """(host, port, user) of the PostgreSQL server the benchmarks use (``PG*``)."""
+    return (
+        os.environ.get("PGHOST", "127.0.0.1"),
+        os.environ.get("PGPORT", "5432"),
+        os.environ.get("PGUSER", "postgres"),
+    )
+
+
+def conninfo(dbname: str = "postgres") -> str:
+    """A libpq connection string to ``dbname`` on the benchmarks' server."""
+    host, port, user = _server_of_env()
     return f"host={host} port={port} user={user} dbname={dbname}"
 
 
-def _database_url(dbname: str) -> str:
-    host = os.environ.get("PGHOST", "127.0.0.1")
-    port = os.environ.get("PGPORT", "5432")
-    user = os.environ.get("PGUSER", "postgres")
+def database_url(dbname: str) -> str:
+    """The ``DATABASE_URL`` of ``dbname`` on the benchmarks' server."""
+    host, port, user = _server_of_env()
     return f"postgres://{user}@{host}:{port}/{dbname}"
 
 
 def _env() -> dict[str, str]:
     return {
         **os.environ,
-        "DATABASE_URL": _database_url(BENCH_DB),
+        "DATABASE_URL": database_url(BENCH_DB),
         "DJANGO_SETTINGS_MODULE": "metriflow.settings.local",
         "DJANGO_DEBUG": "false",
     }
 
 
 def prepare_database() -> None:
-    with psycopg.connect(_server(), autocommit=True) as conn:
+    with psycopg.connect(conninfo(), autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{BENCH_DB}" WITH (FORCE)')
         conn.execute(f'CREATE DATABASE "{BENCH_DB}"')
     subprocess.run(
@@ -168,7 +175,7 @@ def run_ingest(paths: list[Path], file_format: str = "auto") -> tuple[float, int
 
 def server_copy(csv_dir: Path, sources: list[str]) -> float:
     """Seconds for the server-side COPY FROM of the exported CSVs (in parallel when several)."""
-    with psycopg.connect(_server(BENCH_DB), autocommit=True) as conn:
+    with psycopg.connect(conninfo(BENCH_DB), autocommit=True) as conn:
         for source in sources:
             conn.execute(f"DROP TABLE IF EXISTS copy_{source}")
             conn.execute(f"CREATE TABLE copy_{source} (LIKE raw_{source})")
@@ -176,7 +183,7 @@ def server_copy(csv_dir: Path, sources: list[str]) -> float:
 
     def load(source: str) -> None:
         try:
-            with psycopg.connect(_server(BENCH_DB), autocommit=True) as conn:
+            with psycopg.connect(conninfo(BENCH_DB), autocommit=True) as conn:
                 path = csv_dir / f"{source}.csv"
                 conn.execute(f"COPY copy_{source} FROM '{path}' WITH (FORMAT csv)")
         except BaseException as exc:
@@ -197,7 +204,7 @@ def server_copy(csv_dir: Path, sources: list[str]) -> float:
 def export_csv(csv_dir: Path) -> None:
     """The rows just ingested, as CSV files the server can read."""
     csv_dir.chmod(0o777)
-    with psycopg.connect(_server(BENCH_DB), autocommit=True) as conn:
+    with psycopg.connect(conninfo(BENCH_DB), autocommit=True) as conn:
         for source in ("ga", "psi"):
             batch = conn.execute(
                 "SELECT max(id) FROM ingest_batch WHERE source = %s AND status = 'loaded'",

@@ -63,14 +63,18 @@ AGGREGATED = {
     "(other)": "GA4 grouped rows it could not report separately (metadata.dataLossFromOtherRow)",
     "(not set)": "GA4 has no value for these hits",
 }
-PAGE_DIMENSIONS = ("pageLocation", "hostName", "pagePath")
-KNOWN_DIMENSIONS = frozenset(("dateHour", *PAGE_DIMENSIONS))
+# The report read as GA records (the table above); ``manage.py fetch`` asks for these.
+DIMENSIONS = ("dateHour", "pageLocation")
+HOST_PATH_DIMENSIONS = ("dateHour", "hostName", "pagePath")
+KNOWN_DIMENSIONS = frozenset((*DIMENSIONS, *HOST_PATH_DIMENSIONS))
 METRICS = {
     "activeUsers": "users",
     "sessions": "sessions",
     "screenPageViews": "views",
     "userEngagementDuration": "engagement_seconds",
 }
+ENGAGED_METRIC = "engagedSessions"  # bounces = sessions - engagedSessions
+REPORT_METRICS = (*METRICS, ENGAGED_METRIC)
 
 
 class _Value(msgspec.Struct, gc=False):
@@ -167,7 +171,7 @@ def layout_of(parts: dict) -> _Layout:
             "several rows; ask for dateHour with pageLocation or hostName and pagePath only"
         )
     missing = [m for m in METRICS if m not in metrics]
-    if "engagedSessions" not in metrics and "bounceRate" not in metrics:
+    if ENGAGED_METRIC not in metrics and "bounceRate" not in metrics:
         missing.append("engagedSessions (or bounceRate)")
     if missing:
         raise ValueError(f"metricHeaders lack {', '.join(map(repr, missing))}")
