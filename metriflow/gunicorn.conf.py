@@ -10,6 +10,21 @@ worker_class = "sync"
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", 30))
 accesslog = os.environ.get("GUNICORN_ACCESS_LOG", "-")
 
+
+def _logconfig() -> dict:
+    """gunicorn's own lines (start, stop, access) in the app's format: JSON in production."""
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "metriflow.settings.local")  # as wsgi.py
+    from django.conf import settings
+
+    config = dict(settings.LOGGING)
+    gunicorn_loggers = {name: {"handlers": [], "propagate": True, "level": "INFO"}
+                        for name in ("gunicorn.error", "gunicorn.access")}  # fmt: skip
+    config["loggers"] = {**config.get("loggers", {}), **gunicorn_loggers}
+    return config
+
+
+logconfig_dict = _logconfig()
+
 # /metrics sums the request metrics of every worker: each worker writes its counts to
 # files in PROMETHEUS_MULTIPROC_DIR (prometheus-client's multiprocess mode). The
 # master sets it before the workers start (the app is loaded in each worker, after):

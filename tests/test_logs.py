@@ -236,8 +236,8 @@ def test_the_format_follows_debug_unless_set(monkeypatch):
 
 
 def test_the_api_logs_json_records(tmp_path, test_database_env):
-    """The API under gunicorn: Django's records are JSON lines (gunicorn's own start and
-    stop lines, which begin with ``[``, keep gunicorn's format)."""
+    """The API under gunicorn: every line is JSON, Django's records and gunicorn's own
+    (start, stop and the access log) alike."""
     path = tmp_path / "api.log"
     env = {**test_database_env, **JSON_LOGS}
     with (
@@ -247,8 +247,11 @@ def test_the_api_logs_json_records(tmp_path, test_database_env):
     ):
         urllib.request.urlopen(f"{base}/api/health/ready", timeout=30)
     assert refused.value.code == 503  # no worker runs for this test's API
-    lines = path.read_text().splitlines()
-    records = json_lines("\n".join(line for line in lines if not line.startswith("[")))
+    records = json_lines(path.read_text())
+    loggers = {r["logger"] for r in records}
+    assert {"gunicorn.error", "gunicorn.access"} <= loggers, loggers
+    access = [r["message"] for r in records if r["logger"] == "gunicorn.access"]
+    assert any('"GET /api/health/ready HTTP/1.1" 503' in line for line in access), access
     unavailable = [r for r in records if r["logger"] == "django.request"]
     assert [(r["level"], r["message"], r["status_code"]) for r in unavailable] == [
         ("ERROR", "Service Unavailable: /api/health/ready", 503)
