@@ -13,6 +13,13 @@ Without them RabbitMQ drops a rejected message. ``dead_letter`` is not in
 ``task_queues``: a worker started without ``-Q`` must not consume (and run
 again) the dead letters; ``manage.py pipeline dead-letters`` lists and
 requeues them.
+
+Workers run :class:`Consumer`, Celery's consumer with two faults handled as
+Metriflow needs: a message whose body cannot be decoded is rejected without
+requeue (dead-lettered, where Celery would acknowledge and so drop it), and
+RabbitMQ closing the channel of a delivery held past its ``consumer_timeout``
+is a connection loss (the consumer connects again and the broker redelivers),
+where Celery would stop the worker.
 """
 
 import logging
@@ -20,7 +27,11 @@ import logging.config
 import os
 
 from amqp import spec
+from amqp.exceptions import ConnectionError as AMQPConnectionError
+from amqp.exceptions import PreconditionFailed
 from celery import Celery, bootsteps, signals
+from celery.worker.consumer import Consumer as CeleryConsumer
+from celery.worker.consumer.consumer import dump_body
 from kombu import Exchange, Queue
 
 logger = logging.getLogger(__name__)
@@ -82,6 +93,59 @@ class DeadLetterDeclaration(bootsteps.StartStopStep):
         logger.info("declared %s -> %s", DEAD_LETTER_EXCHANGE.name, DEAD_LETTER_QUEUE.name)
 
 
+class ConsumerTimedOut(AMQPConnectionError):
+    """RabbitMQ closed the consumer's channel: a delivery stayed unacknowledged past
+    the broker's ``consumer_timeout`` (406 PRECONDITION_FAILED)."""
+
+
+def is_consumer_timeout(exc: BaseException) -> bool:
+    return isinstance(exc, PreconditionFailed) and "delivery acknowledgement" in str(
+        getattr(exc, "reply_text", "") or ""
+    )
+
+
+def _consumer_timeout_is_a_connection_loss(loop):
+    def run(*args, **kwargs):
+        try:
+            return loop(*args, **kwargs)
+        except PreconditionFailed as exc:
+            if is_consumer_timeout(exc):
+                raise ConsumerTimedOut(str(exc.reply_text)) from exc
+            raise
+
+    return run
+
+
+class Consumer(CeleryConsumer):
+    """The worker's consumer (``worker_consumer``).
+
+    - An undecodable body is logged and rejected without requeue: the stage queue's
+      dead-letter exchange keeps it in ``dead_letter``, as every other poison
+      message is kept.
+    - The broker closing the channel because a delivery went unacknowledged past its
+      ``consumer_timeout`` is raised from the event loop as :class:`ConsumerTimedOut`,
+      one of the transport's connection errors: the consumer restarts its connection
+      (cancelling the tasks it can no longer acknowledge, as on any connection loss)
+      and the broker redelivers the message it took back. Any other channel error
+      still stops the worker, as Celery's does.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.loop = _consumer_timeout_is_a_connection_loss(self.loop)
+
+    def on_decode_error(self, message, exc):
+        logger.error(
+            "undecodable message dead-lettered: %r [type:%r encoding:%r headers:%s] body: %s",
+            exc,
+            message.content_type,
+            message.content_encoding,
+            message.headers,
+            dump_body(message, message.body),
+        )
+        message.reject_log_error(logger, self.connection_errors, requeue=False)
+
+
 def _configure_logging(logfile: str | None = None) -> None:
     from django.conf import settings
 
@@ -127,6 +191,7 @@ app = Celery("metriflow")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.conf.task_queues = tuple(_stage_queue(stage) for stage in STAGES)
 app.steps["consumer"].add(DeadLetterDeclaration)
+app.conf.worker_consumer = f"{__name__}:Consumer"
 app.conf.task_default_exchange = PIPELINE_EXCHANGE.name
 app.conf.task_default_queue = "raw"
 app.conf.task_default_routing_key = "raw"

@@ -1,4 +1,5 @@
-"""Start-up checks: the fast native parts Metriflow relies on must be in use.
+"""Start-up checks: the fast native parts Metriflow relies on must be in use, and the
+task time limit must be below the broker's consumer timeout.
 
 ijson silently falls back to a pure-Python parser, and psycopg to a
 pure-Python libpq wrapper, when their compiled parts are missing; both are
@@ -40,3 +41,25 @@ def native_backends(app_configs=None, **kwargs):
             )
         )
     return errors
+
+
+@checks.register()
+def task_time_limit_below_consumer_timeout(app_configs=None, **kwargs):
+    """A task still running when RabbitMQ's ``consumer_timeout`` strikes has its
+    delivery taken back: the worker connects again, cancels it and the message runs
+    again from the start. The hard time limit must end a task before that."""
+    from django.conf import settings
+
+    limit = settings.CELERY_TASK_TIME_LIMIT
+    timeout = settings.METRIFLOW_BROKER_CONSUMER_TIMEOUT_SECONDS
+    if timeout and (not limit or limit >= timeout):
+        return [
+            checks.Warning(
+                f"CELERY_TASK_TIME_LIMIT ({limit or 'none'} s) is not below the broker's "
+                f"consumer timeout (METRIFLOW_BROKER_CONSUMER_TIMEOUT_SECONDS, {timeout} s).",
+                hint="Lower CELERY_TASK_TIME_LIMIT, or raise RabbitMQ's consumer_timeout "
+                "and METRIFLOW_BROKER_CONSUMER_TIMEOUT_SECONDS with it.",
+                id="metriflow.W001",
+            )
+        ]
+    return []

@@ -6,7 +6,8 @@ user is kept in the Redis cache for ``METRIFLOW_AUTH_USER_CACHE_SECONDS``; a
 save or delete of the user (the admin deactivating them, a password change)
 drops the entry at once, in every API process, so the next request reads the
 row again and an inactive user is refused. Only a bulk ``QuerySet.update``,
-which sends no signal, waits for the entry to expire.
+which sends no signal, waits for the entry to expire. While Redis cannot be
+reached the cache is a miss (metriflow/cache.py): every request reads the row.
 """
 
 from __future__ import annotations

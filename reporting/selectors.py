@@ -288,13 +288,17 @@ def _cached(kind: str, params: dict, compute, encoded: bool = False):
     # entry of an earlier layout is never read.
     key = "report:v3:" + hashlib.sha256(raw.encode()).hexdigest()
     found = cache.get_many([dataversion.KEY, key])
-    version = found.get(dataversion.KEY) or 0
-    entry = found.get(key)
+    version, entry = found.get(dataversion.KEY), found.get(key)
+    if version is None:
+        # Redis lost the version (made anew, never an older one) or cannot be
+        # reached (None: the answer is computed and not stored).
+        version, entry = dataversion.current(), None
     if entry is not None and entry[0] == version:
         blob = entry[1]
     else:
         blob = orjson.dumps(compute(), option=JSON_OPTIONS)
-        cache.set(key, (version, blob), settings.METRIFLOW_REPORT_CACHE_SECONDS)
+        if version is not None:
+            cache.set(key, (version, blob), settings.METRIFLOW_REPORT_CACHE_SECONDS)
     return orjson.Fragment(blob) if encoded else orjson.loads(blob)
 
 

@@ -16,6 +16,9 @@ from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.settings import api_settings as jwt_settings
 from rest_framework_simplejwt.tokens import RefreshToken
 
+from metriflow.cache import UNREACHABLE as REDIS_UNREACHABLE
+from metriflow.cache import warn as warn_redis
+
 REGISTRATION_CLOSED = (
     "registration is closed on this server: an account is created by staff, who (or a "
     "site admin) then give it access to sites"
@@ -117,9 +120,17 @@ def report_slot(owner: str):
     runs; raises ReportsBusy when they are all held."""
     key, slot, now = slots_key(owner), uuid.uuid4().hex, time.time()
     expiry = settings.METRIFLOW_REPORT_SLOT_SECONDS
-    wait, held = _redis().eval(
-        _ACQUIRE, 1, key, now, now + expiry, slot, settings.METRIFLOW_REPORT_CONCURRENCY
-    )
+    try:
+        wait, held = _redis().eval(
+            _ACQUIRE, 1, key, now, now + expiry, slot, settings.METRIFLOW_REPORT_CONCURRENCY
+        )
+    except REDIS_UNREACHABLE as exc:
+        # Fails open: the report runs, bounded by its statement timeout alone.
+        warn_redis("report-slots", "report slots not enforced, Redis cannot be reached: %s", exc)
+        wait = held = None
+    if wait is None:
+        yield
+        return
     if float(wait) > 0:
         # A report runs a few statements, each at most the statement timeout.
         longest = settings.METRIFLOW_REPORT_STATEMENT_TIMEOUT_MS / 1000
@@ -127,7 +138,10 @@ def report_slot(owner: str):
     try:
         yield
     finally:
-        _redis().zrem(key, slot)
+        try:
+            _redis().zrem(key, slot)
+        except REDIS_UNREACHABLE as exc:  # the slot expires after its seconds
+            warn_redis("report-slots", "report slot not released, Redis cannot be reached: %s", exc)
 
 
 def _timed_out(exc: OperationalError) -> bool:

@@ -141,8 +141,18 @@ CACHES = {
         "LOCATION": REDIS_URL,
         "KEY_PREFIX": env.str("CACHE_KEY_PREFIX", default="metriflow"),
         "TIMEOUT": env.int("CACHE_TIMEOUT_SECONDS", default=3600),
+        # Short bounds: an unreachable Redis is a cache miss (metriflow/cache.py), and
+        # a request waits at most these for it.
+        "OPTIONS": {
+            "socket_connect_timeout": env.float(
+                "METRIFLOW_REDIS_CONNECT_TIMEOUT_SECONDS", default=0.25
+            ),
+            "socket_timeout": env.float("METRIFLOW_REDIS_SOCKET_TIMEOUT_SECONDS", default=0.5),
+        },
     }
 }
+# An unreachable Redis is logged at most once per this many seconds per process.
+METRIFLOW_REDIS_WARN_SECONDS = env.float("METRIFLOW_REDIS_WARN_SECONDS", default=60.0)
 
 # --- Celery on RabbitMQ ------------------------------------------------------
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="amqp://guest:guest@127.0.0.1:5672//")
@@ -158,8 +168,13 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 # Publisher confirms: a publish returns once the broker has the message (the outbox
 # relay marks a hand-off published only then).
 CELERY_BROKER_TRANSPORT_OPTIONS = {"confirm_publish": True}
-# Stage tasks must finish well below RabbitMQ's consumer timeout (30 min default).
+# Stage tasks must finish well below RabbitMQ's consumer timeout: the broker's
+# `consumer_timeout`, as set on the broker (RabbitMQ's default, 30 min), is told here;
+# check metriflow.W001 warns when the hard time limit is not below it.
 CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=20 * 60)
+METRIFLOW_BROKER_CONSUMER_TIMEOUT_SECONDS = env.int(
+    "METRIFLOW_BROKER_CONSUMER_TIMEOUT_SECONDS", default=30 * 60
+)
 CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=18 * 60)
 # A task that fails for good is rejected (to the dead-letter queue), not acked.
 CELERY_TASK_ACKS_ON_FAILURE_OR_TIMEOUT = False

@@ -15,9 +15,11 @@ import pytest
 from pipeline import stages
 from pipeline.ingest import ingest_files
 
+from ..conftest import run_manage
 from ..factories import PASSWORD, UserFactory
 from ..instances import PrivateRedis
-from ..processes import gunicorn
+from ..processes import free_port, gunicorn
+from .harness import assert_equal_to_a_clean_run
 
 pytestmark = pytest.mark.slow
 
@@ -88,3 +90,18 @@ def test_reports_answer_from_postgresql_with_redis_flushed_then_stopped(dataset,
         f"{cached_s * 1000:.0f} ms, Redis flushed {flushed_s * 1000:.0f} ms, Redis stopped "
         f"{down_s * 1000:.0f} ms (Redis start {redis.start_seconds[0]:.2f} s)"
     )
+
+
+def test_the_pipeline_runs_with_redis_unreachable(dataset, test_db):
+    """Ingestion and every stage commit their work with Redis gone (the data version
+    is not bumped, a warning says so), and the tables equal a clean run."""
+    conninfo, db_env = test_db
+    env = {**db_env, "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",
+           "CACHE_KEY_PREFIX": f"faults-{uuid.uuid4().hex}", "LOG_LEVEL": "WARNING"}  # fmt: skip
+    ingested = run_manage("ingest", "--no-progress", *map(str, dataset), env=env, check=False)
+    assert ingested.returncode == 0, ingested.stdout + ingested.stderr
+    ran = run_manage("pipeline", "run", env=env, check=False)
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    assert "Traceback" not in ingested.stderr + ran.stderr
+    assert "data version not bumped, Redis unreachable" in ingested.stderr + ran.stderr
+    assert_equal_to_a_clean_run(conninfo, lambda: stages.drain())
