@@ -352,3 +352,28 @@ def test_cursors_round_trip_and_refuse_anything_else():
     for bad in ("x", "bzotMQ==", cursors.encode(-1), "%%%"):
         with pytest.raises(ValueError):
             cursors.decode(bad)
+
+
+def test_an_answer_cached_before_redis_lost_the_version_is_not_served(pipeline_db):
+    """Redis evicts or loses the data version but keeps an answer: the version made
+    anew never equals the one the answer was stored under, so it is recomputed."""
+    from django.core.cache import cache
+
+    from pipeline import dataversion
+    from reporting import selectors
+
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return {"n": len(calls)}
+
+    params = {"test": "evicted", "at": datetime.now(UTC).isoformat()}
+    dataversion.bump()
+    assert selectors._cached("evicted", params, compute) == {"n": 1}
+    assert selectors._cached("evicted", params, compute) == {"n": 1}  # cached
+    for _ in range(3):  # whatever the version was, counted up from 0 or from the clock
+        cache.delete(dataversion.KEY)  # lost; the answer stays
+        before = len(calls)
+        assert selectors._cached("evicted", params, compute) == {"n": before + 1}
+        assert selectors._cached("evicted", params, compute) == {"n": before + 1}

@@ -85,6 +85,9 @@ def test_reports_answer_from_postgresql_with_redis_flushed_then_stopped(dataset,
                 REPORTS, 200
             ), (down, log_path.read_text(errors="replace")[-3000:])
             assert down == computed
+            # A password is not tried without its rate limit: login fails closed.
+            status, refused = fetch(f"{base}/api/auth/token", body=credentials)
+            assert status == 503, refused
     print(
         f"{len(REPORTS)} reports: computed {computed_s * 1000:.0f} ms, cached "
         f"{cached_s * 1000:.0f} ms, Redis flushed {flushed_s * 1000:.0f} ms, Redis stopped "
