@@ -9,6 +9,9 @@ workers = int(os.environ.get("GUNICORN_WORKERS", multiprocessing.cpu_count() * 2
 worker_class = "sync"
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", 30))
 accesslog = os.environ.get("GUNICORN_ACCESS_LOG", "-")
+# gunicorn's control socket is one path per host (~/.gunicorn/gunicorn.ctl): a second
+# instance would take it over and the first to exit would delete it. Nothing uses it.
+control_socket_disable = True
 
 
 def _logconfig() -> dict:

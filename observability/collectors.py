@@ -245,7 +245,9 @@ class PipelineCollector(_ServiceCollector):
             "pipeline_task_failure, by task name.",
             ["task"],
         )
-        for task, count in sorted(failures):
+        # Every stage task from 0, so a panel shows 0 rather than "No data".
+        counts = {f"pipeline.stage.{stage}": 0 for stage in STAGES} | dict(failures)
+        for task, count in sorted(counts.items()):
             task_failures.add_metric([task], count)
         yield task_failures
 

@@ -8,10 +8,11 @@ default, turns it off) the worker's main process serves
 
 The tasks run in the prefork pool's child processes, so the children count in
 prometheus-client's multiprocess mode: each writes its values to files in a
-directory of this worker's own (``PROMETHEUS_MULTIPROC_DIR`` when set, cleaned at
-start; otherwise a new temporary directory, removed at shutdown) and the main
-process's server sums them at every scrape. The counts of a child that ended
-(``--max-tasks-per-child``, a killed child) stay in the sum.
+directory of this worker's own, removed at shutdown (``worker-<pid>`` under
+``PROMETHEUS_MULTIPROC_DIR`` when that is set; otherwise a new temporary
+directory), and the main process's server sums them at every scrape. The
+counts of a child that ended (``--max-tasks-per-child``, a killed child) stay
+in the sum.
 
 Signals, not a bootstep: ``worker_init`` (main process, before the pool forks)
 chooses the mode, ``worker_ready`` starts the server once the pool is up,
@@ -42,13 +43,18 @@ def stage_of(task_name: str | None) -> str:
 
 
 def prepare_directory(path: str | None) -> tuple[str, bool]:
-    """The multiprocess directory, emptied of earlier counts; whether it was made here."""
+    """The multiprocess directory, emptied of earlier counts; whether it was made here.
+
+    Under a given ``PROMETHEUS_MULTIPROC_DIR`` the worker takes a subdirectory of its
+    own (``worker-<pid>``): the same variable read by gunicorn from a shared ``.env``
+    must not let a worker's start empty the API's live files, nor mix their counts."""
     if not path:
         return tempfile.mkdtemp(prefix="metriflow-worker-metrics-"), True
+    path = os.path.join(path, f"worker-{os.getpid()}")
     os.makedirs(path, exist_ok=True)
     for stale in glob.glob(os.path.join(path, "*.db")):
         os.remove(stale)
-    return path, False
+    return path, True
 
 
 @signals.worker_init.connect

@@ -30,6 +30,7 @@ from prometheus_client.mmap_dict import MmapedDict
 from prometheus_client.parser import text_string_to_metric_families
 
 from metriflow.celery import DEAD_LETTER_EXCHANGE, DEAD_LETTER_ROUTING_KEY, app, declare_dead_letter
+from metriflow.celery import STAGES as QUEUE_STAGES
 from pipeline import services, stages
 from pipeline.ingest import ingest_files
 from pipeline.models import (
@@ -274,8 +275,8 @@ def test_pipeline_and_ingest_metrics_equal_counts_of_the_tables(client, tmp_path
 
     failures = TaskFailure.objects.values("task_name").annotate(n=Sum("failures"))
     assert by(samples["metriflow_pipeline_task_failures_total"], "task") == {
-        (row["task_name"],): row["n"] for row in failures
-    }
+        (f"pipeline.stage.{stage}",): 0 for stage in QUEUE_STAGES
+    } | {(row["task_name"],): row["n"] for row in failures}
 
     batches = Counter(IngestBatch.objects.values_list("source", "status"))
     assert by(samples["metriflow_ingest_batches"], "source", "status") == batches
@@ -530,3 +531,16 @@ def test_the_dashboard_queries_only_metrics_that_are_exposed(client, tmp_path, w
         if not any(name == family or name.startswith(family + "_") for name in queried)
     }
     assert not missing, sorted(missing)
+
+
+def test_a_worker_sharing_the_apis_multiprocess_directory_leaves_its_files(tmp_path):
+    """One ``.env`` gives gunicorn and a worker the same PROMETHEUS_MULTIPROC_DIR: the
+    worker counts in a subdirectory of its own and never removes the API's files."""
+    from observability.worker import prepare_directory
+
+    api_file = tmp_path / "counter_1234.db"
+    api_file.write_bytes(b"live")
+    path, owned = prepare_directory(str(tmp_path))
+    assert api_file.read_bytes() == b"live"
+    assert os.path.dirname(path) == str(tmp_path) and path != str(tmp_path)
+    assert owned  # removed at the worker's shutdown
