@@ -1,9 +1,10 @@
 """How much work the pipeline still has, and waiting until it has none.
 
 ``manage.py pipeline wait`` (and through it ``make demo``) polls this while the
-Celery workers run the chain: it returns when no batch is loading or waiting to
-be staged, no window is pending, queued or running, no hand-off waits in the outbox
-for the broker, and no stage holds a dirty key.
+Celery workers run the chain: it returns when no file queued for ingestion
+(``ingest --async``) waits for or is being read by a worker, no batch is loading
+or waiting to be staged, no window is pending, queued or running, no hand-off
+waits in the outbox for the broker, and no stage holds a dirty key.
 A window that failed is reported, not waited for: once nothing is loading or
 running for ``STALL_SECONDS`` and a window has failed, waiting stops (its task
 is retried by Celery or re-enqueued by the periodic sweep; ``pipeline status``
@@ -19,6 +20,7 @@ from dataclasses import dataclass, field
 from django.db import connection
 
 STALL_SECONDS = 10.0
+INGEST_NAMES = 5  # queued files named by the backlog
 
 
 @dataclass(frozen=True)
@@ -30,20 +32,35 @@ class Backlog:
     queued: int = 0  # of the open windows: queued, waiting for a worker
     running: int = 0  # of the open windows: running now
     unpublished: int = 0  # hand-offs in the outbox not yet on the broker
+    ingests: int = 0  # files queued for ingestion (ingest --async), not yet ingested
+    ingesting: int = 0  # of those: taken by a worker
+    ingest_files: tuple[str, ...] = ()  # the oldest INGEST_NAMES of them
 
     @property
     def settled(self) -> bool:
         return not (
-            self.loading or any(self.open.values()) or any(self.dirty.values()) or self.unpublished
+            self.ingests
+            or self.loading
+            or any(self.open.values())
+            or any(self.dirty.values())
+            or self.unpublished
         )
 
     @property
     def idle(self) -> bool:
         """Nothing is being loaded or run right now (work may still wait in a queue)."""
-        return not (self.loading or any(self.open.values()))
+        return not (self.ingesting or self.loading or any(self.open.values()))
 
     def describe(self) -> str:
         parts = []
+        if self.ingests:
+            names = ", ".join(self.ingest_files)
+            more = self.ingests - len(self.ingest_files)
+            parts.append(
+                f"{self.ingests} file(s) queued for ingestion ({self.ingesting} being read): "
+                + names
+                + (f" and {more} more" if more > 0 else "")
+            )
         if self.loading:
             parts.append(f"{self.loading} batch(es) loading")
         if any(self.open.values()):
@@ -65,6 +82,17 @@ class Backlog:
 
 def backlog() -> Backlog:
     with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*), count(*) FILTER (WHERE status = 'running') FROM ingest_request "
+            "WHERE status IN ('queued', 'running')"
+        )
+        ingests, ingesting = cursor.fetchone()
+        cursor.execute(
+            "SELECT file_name FROM ingest_request WHERE status IN ('queued', 'running') "
+            "ORDER BY queued_at, id LIMIT %s",
+            [INGEST_NAMES],
+        )
+        ingest_files = tuple(name for (name,) in cursor.fetchall())
         cursor.execute("SELECT count(*) FROM ingest_batch WHERE status = 'loading'")
         loading = cursor.fetchone()[0]
         cursor.execute(
@@ -94,6 +122,9 @@ def backlog() -> Backlog:
         queued=by_status.get("queued", 0),
         running=by_status.get("running", 0),
         unpublished=unpublished,
+        ingests=ingests,
+        ingesting=ingesting,
+        ingest_files=ingest_files,
     )
 
 

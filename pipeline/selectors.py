@@ -54,6 +54,11 @@ def stage_states() -> list[StageState]:
         raw_ledger: dict[str, int] = {}
         for _source, status, count in cursor.fetchall():
             raw_ledger[status] = raw_ledger.get(status, 0) + count
+        # Files queued for ingestion (ingest --async) that no worker has taken yet.
+        cursor.execute("SELECT count(*) FROM ingest_request WHERE status = 'queued'")
+        queued = cursor.fetchone()[0]
+        if queued:
+            raw_ledger["queued"] = queued
         ledger["raw"] = raw_ledger
 
         states = []
@@ -64,11 +69,15 @@ def stage_states() -> list[StageState]:
 
 
 # The age of each stage's oldest pending work, by PostgreSQL's clock: its oldest dirty
-# key (``pipeline_dirty.marked_at``, kept from its first mark); for ``staged``, its
-# oldest batch loaded and not yet staged (the ledger row's creation); for the time
-# stages, their oldest unfinished window's last change (a window's row is reused by
-# every rerun, so its creation says nothing). Served by pipeline_ledger_open.
+# key (``pipeline_dirty.marked_at``, kept from its first mark); for ``raw``, its oldest
+# file queued for ingestion and not yet ingested (served by ingest_request_open); for
+# ``staged``, its oldest batch loaded and not yet staged (the ledger row's creation);
+# for the time stages, their oldest unfinished window's last change (a window's row is
+# reused by every rerun, so its creation says nothing). Served by pipeline_ledger_open.
 PIPELINE_LAG_SQL = """
+SELECT 'raw', extract(epoch FROM now() - min(queued_at))::float8
+FROM ingest_request WHERE status IN ('queued', 'running')
+UNION ALL
 SELECT 'staged', extract(epoch FROM now() - min(l.created_at))::float8
 FROM pipeline_ledger l JOIN ingest_batch b ON b.id = l.batch_id
 WHERE l.stage = 'staged' AND l.status <> 'done' AND b.status IN ('loaded', 'broken')

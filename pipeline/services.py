@@ -32,18 +32,62 @@ def enqueue_ingest(
     """Queues the ingestion of one file on the raw queue; returns the task id.
 
     The worker reads the file itself, so the path must be one the workers can
-    see (it is made absolute here).
+    see (it is made absolute here). The queued file is recorded first
+    (``ingest_request``, committed before the message is published), so that the
+    backlog, ``pipeline status`` and the lag count it while it waits for a worker;
+    a publication that fails marks it failed and raises.
     """
     del batch_size  # workers use the setting
-    result = tasks.ingest_file_task.apply_async(
-        kwargs={
-            "path": os.path.abspath(path),
-            "source": source,
-            "file_format": file_format,
-            "force": force,
-        }
-    )
-    return result.id
+    path = os.path.abspath(path)
+    task_id = uuid()
+    with stages.connect() as conn:
+        conn.execute(
+            "INSERT INTO ingest_request (task_id, file_name, source, file_format, forced) "
+            "VALUES (%s, %s, %s, %s, %s)",
+            (task_id, path, source, file_format, force),
+        )
+        conn.commit()
+        try:
+            tasks.ingest_file_task.apply_async(
+                kwargs={"path": path, "source": source, "file_format": file_format,
+                        "force": force},
+                task_id=task_id,
+            )  # fmt: skip
+        except BaseException as exc:
+            conn.execute(
+                "UPDATE ingest_request SET status = 'failed', finished_at = now(), error = %s "
+                "WHERE task_id = %s",
+                (f"not queued: {type(exc).__name__}: {exc}"[:500], task_id),
+            )
+            conn.commit()
+            raise
+    return task_id
+
+
+def start_ingest_request(task_id: str | None) -> None:
+    """A worker took the queued file of ``task_id`` (none recorded: nothing to do)."""
+    if not task_id:
+        return
+    with stages.connect() as conn:
+        conn.execute(
+            "UPDATE ingest_request SET status = 'running', started_at = now() "
+            "WHERE task_id = %s AND status <> 'done'",
+            (task_id,),
+        )
+        conn.commit()
+
+
+def finish_ingest_request(task_id: str | None, batch_id: int | None, outcome: str) -> None:
+    """The queued file of ``task_id`` was ingested: its batch and the file's status."""
+    if not task_id:
+        return
+    with stages.connect() as conn:
+        conn.execute(
+            "UPDATE ingest_request SET status = 'done', finished_at = now(), batch_id = %s, "
+            "outcome = %s, error = NULL WHERE task_id = %s",
+            (batch_id, outcome, task_id),
+        )
+        conn.commit()
 
 
 @dataclass(frozen=True)
@@ -184,6 +228,12 @@ def record_task_failure(
              json.dumps(dict(kwargs or {}), default=str), text[:4000],
              (traceback or "")[-20000:] or None, stages.worker_name()),
         )  # fmt: skip
+        # A queued file whose ingestion failed for good is no longer pending.
+        conn.execute(
+            "UPDATE ingest_request SET status = 'failed', finished_at = now(), error = %s "
+            "WHERE task_id = %s AND status <> 'done'",
+            (text[:4000], task_id),
+        )
         conn.commit()
 
 

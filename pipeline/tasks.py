@@ -52,14 +52,20 @@ STAGE_TASK_OPTIONS = {
 }
 
 
-@shared_task(name="pipeline.stage.raw", **STAGE_TASK_OPTIONS)
+@shared_task(name="pipeline.stage.raw", bind=True, **STAGE_TASK_OPTIONS)
 def ingest_file_task(
-    *, path: str, source: str | None = None, file_format: str = "auto", force: bool = False
+    self, *, path: str, source: str | None = None, file_format: str = "auto", force: bool = False
 ) -> dict:
-    """Ingests one file (the raw stage). Idempotent: a rerun resumes or skips by checksum."""
+    """Ingests one file (the raw stage). Idempotent: a rerun resumes or skips by checksum.
+
+    Its ``ingest_request`` row (``services.enqueue_ingest``) is marked running, then
+    done once the batch and its hand-off are committed, so the backlog never loses
+    sight of the file in between; a final failure marks it failed (``task_failure``)."""
+    services.start_ingest_request(self.request.id)
     result = ingest_file(
         path, source=source, file_format=file_format, force=force, on_committed=trigger_staged
     )
+    services.finish_ingest_request(self.request.id, result.batch_id, result.status)
     return {"batch_id": result.batch_id, "status": result.status, "accepted": result.accepted}
 
 

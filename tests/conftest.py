@@ -97,7 +97,7 @@ def run_manage(*args: str, env: dict[str, str] | None = None, check: bool = True
 PIPELINE_TABLES = (
     "site, page, ingest_batch, ingest_reject, staged_ga, staged_psi, page_hour, "
     "agg_interval, agg_daily, agg_monthly, agg_yearly, agg_site_daily, pipeline_dirty, "
-    "pipeline_ledger, pipeline_run, pipeline_task_failure"
+    "pipeline_ledger, pipeline_run, pipeline_task_failure, ingest_request"
 )
 
 

@@ -437,3 +437,50 @@ def test_each_file_says_accepted_rejected_batch_status_and_seconds(tmp_path, tes
     assert again.stdout == (
         f"{ga}: skipped: same content as batch {ga_id} (loaded) (use --force to ingest it again)\n"
     )
+
+
+# -- 5. what counts as an earlier ingest of the same content ----------------------------
+
+
+def test_a_wrong_format_that_accepted_nothing_does_not_block_the_right_one(
+    tmp_path, test_database_env
+):
+    generate(tmp_path, "--records", "600", "--pages", "10", "--malformed", "0.02")
+    ga = tmp_path / "ga.json"
+    accepted, rejected = counts(ga, "ga")
+
+    wrong = ingest(test_database_env, "--no-progress", "--format", "ga4", str(ga))
+    assert wrong.returncode == 1
+    [(wrong_id, wrong_status, wrong_accepted)] = query(
+        "SELECT id, status, records_accepted FROM ingest_batch WHERE file_name = %s",
+        [str(ga)],
+    )
+    assert wrong_status in ("broken", "failed") and wrong_accepted == 0
+
+    # The same content read the right way is read again, not skipped.
+    right = ingest(test_database_env, "--no-progress", str(ga))
+    assert right.returncode == 0, right.stdout + right.stderr
+    [(right_id,)] = query(
+        "SELECT id FROM ingest_batch WHERE file_name = %s AND id <> %s", [str(ga), wrong_id]
+    )
+    assert_lines(right.stdout, [loaded_line(ga, "ga", right_id, accepted, rejected)])
+    assert query("SELECT count(*) FROM raw_ga") == [(accepted,)]
+
+
+def test_a_skip_because_of_a_broken_batch_says_so_and_fails(tmp_path, test_database_env):
+    generate(tmp_path, "--records", "900", "--pages", "9", "--truncate", "0.5")
+    ga = tmp_path / "ga.json"
+    first = ingest(test_database_env, "--no-progress", str(ga))
+    assert first.returncode == 1
+    [(batch_id, status, kept)] = query(
+        "SELECT id, status, records_accepted FROM ingest_batch WHERE file_name = %s", [str(ga)]
+    )
+    assert status == "broken" and kept > 0
+
+    again = ingest(test_database_env, "--no-progress", str(ga))
+    assert again.returncode == 1
+    assert again.stdout.startswith(f"{ga}: skipped: same content as batch {batch_id} (broken)")
+    assert f"CommandError: {ga}: skipped: same content as batch {batch_id} (broken)" in (
+        again.stderr
+    )
+    assert query("SELECT count(*) FROM raw_ga") == [(kept,)]

@@ -476,3 +476,62 @@ def test_rows_with_escapes_and_structure_in_strings_across_many_blocks(tmp_path,
     assert raw_rows(result.batch_id) == {
         n: expected_record(row, "UTC") for n, row in enumerate(rows, start=1)
     }
+
+
+# ------------------------------------------------------------------ format detection
+
+
+@pytest.mark.parametrize(
+    ("layout", "indent", "compress"),
+    [("single", 2, False), ("array", None, False), ("ndjson", None, True)],
+)  # fmt: skip
+def test_a_ga4_response_without_format_is_detected_and_read_as_ga4(
+    tmp_path, layout, indent, compress
+):
+    rng = random.Random(21)
+    count = 1 if layout == "single" else 2
+    built = [rows_over(rng, ["2025031105", "2025031106"], 3) for _ in range(count)]
+    path = write(tmp_path / "report.json", [response(rows) for rows in built], layout, indent,
+                 compress)  # fmt: skip
+    result = ingest_file(path)
+    assert result.status == "loaded" and result.source == "ga", result.message
+    assert result.file_format == "ga4"
+    flat = [row for rows in built for row in rows]
+    assert raw_rows(result.batch_id) == {
+        position: expected_record(row, "UTC") for position, row in enumerate(flat, start=1)
+    }
+    assert rejects(result.batch_id) == {}
+
+
+def test_a_ga4_response_larger_than_a_record_is_detected_from_the_head_of_the_file(
+    tmp_path, settings
+):
+    settings.METRIFLOW_INGEST_MAX_RECORD_BYTES = 4096
+    rows = rows_over(random.Random(22), [f"20250311{h:02d}" for h in range(24)], 10)
+    path = write(tmp_path / "big.json", [response(rows)], "single", 2)
+    assert os.path.getsize(path) > 4096
+    result = ingest_file(path)
+    assert result.status == "loaded" and result.file_format == "ga4", result.message
+    assert raw_rows(result.batch_id) == {
+        position: expected_record(row, "UTC") for position, row in enumerate(rows, start=1)
+    }
+
+
+def test_a_ga4_response_with_a_contradicting_source_is_refused_naming_the_format(
+    tmp_path, test_database_env
+):
+    path = write(tmp_path / "report.json", [response(rows_over(random.Random(23), ["2025031100"],
+                                                                 2))])  # fmt: skip
+    refused = run_manage("ingest", "--source", "psi", path, env=test_database_env, check=False)
+    assert refused.returncode != 0
+    assert "this looks like a GA4 runReport response" in refused.stderr
+    assert "use --format ga4" in refused.stderr
+    assert query("SELECT count(*) FROM ingest_batch") == [(0,)]
+
+
+def test_an_explicit_format_is_not_overridden_by_detection(tmp_path):
+    path = write(tmp_path / "ga_report.json", [response(rows_over(random.Random(24),
+                                                                  ["2025031100"], 2))])  # fmt: skip
+    result = ingest_file(path, file_format="seed")
+    assert result.file_format == "seed" and result.status == "failed"
+    assert query("SELECT count(*) FROM raw_ga") == [(0,)]

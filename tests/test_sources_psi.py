@@ -300,3 +300,27 @@ def test_ga4_and_psi_files_report_like_the_same_records_in_the_contract_format(t
             r["lighthouseResult"]["fetchTime"])), r["lighthouseResult"]["configSettings"][
             "formFactor"]) for r in runs}
     )  # fmt: skip
+
+
+# ------------------------------------------------------------------ format detection
+
+
+@pytest.mark.parametrize(("layout", "compress"), [("single", False), ("array", False),
+                                                  ("ndjson", True)])  # fmt: skip
+def test_a_psi_v5_response_without_format_is_detected_and_read_as_psi(tmp_path, layout, compress):
+    built = bodies(1 if layout == "single" else 6, seed=31)
+    path = write(tmp_path / "runs.json", built, layout, 2 if layout != "ndjson" else None,
+                 compress)  # fmt: skip
+    result = ingest_file(path)
+    assert result.status == "loaded" and result.source == "psi", result.message
+    assert result.file_format == "psi"
+    assert raw_rows(result.batch_id) == {n: expected(b) for n, b in enumerate(built, start=1)}
+    assert rejects(result.batch_id) == {}
+
+
+def test_a_psi_v5_response_given_as_ga_is_refused_naming_the_format(tmp_path, test_database_env):
+    path = write(tmp_path / "runs.json", bodies(2, seed=32))
+    refused = run_manage("ingest", "--source", "ga", path, env=test_database_env, check=False)
+    assert refused.returncode != 0
+    assert "this looks like a PageSpeed Insights v5 response" in refused.stderr
+    assert "use --format psi" in refused.stderr

@@ -120,11 +120,15 @@ class FileResult:
     seconds: float = 0.0
     resumed_from: int = 0
     layout: str | None = None  # array | ndjson | seed, once the file was opened
+    file_format: str | None = None  # seed | ga4 | psi when read as one (given or detected)
     message: str = ""
+    # skipped as the same content as a batch whose file broke: its records after the
+    # break were never loaded, so the skip is no success
+    skipped_broken: bool = False
 
     @property
     def ok(self) -> bool:
-        return self.status in ("loaded", "skipped")
+        return self.status == "loaded" or (self.status == "skipped" and not self.skipped_broken)
 
     @property
     def rate(self) -> float:
@@ -274,6 +278,36 @@ def detect_source(path: str, first_record: object) -> str | None:
 
 def looks_like_seed(first_record: object) -> bool:
     return isinstance(first_record, dict) and "Date" in first_record and "Page" in first_record
+
+
+# The members that only a Google response has at its top level (docs/sources.md).
+_GA4_KEYS = frozenset({"dimensionHeaders", "metricHeaders"})
+_PSI_KEYS = frozenset({"lighthouseResult", "loadingExperience", "originLoadingExperience"})
+_PSI_KIND = "pagespeedonline#result"
+HEAD_BYTES = 1 << 16  # how much of a file is sniffed when its first record is unreadable
+_HEAD_MARKS = (
+    ("ga4", (b'"dimensionHeaders"', b'"metricHeaders"')),
+    ("psi", (b'"lighthouseResult"', b'"pagespeedonline#result"')),
+)
+
+
+def detect_google_format(first_record: object, head: bytes = b"") -> str | None:
+    """'ga4' for a GA4 runReport response, 'psi' for a PageSpeed Insights v5 response,
+    None for anything else: from the first record's top-level members, or, when the
+    first record could not be decoded (e.g. larger than a record may be), from the
+    names in the first ``HEAD_BYTES`` of the file (``head``)."""
+    if isinstance(first_record, dict):
+        keys = first_record.keys()
+        if _GA4_KEYS & keys:
+            return "ga4"
+        if _PSI_KEYS & keys or first_record.get("kind") == _PSI_KIND:
+            return "psi"
+        return None
+    if first_record is None or type(first_record) is Unreadable:
+        for name, marks in _HEAD_MARKS:
+            if any(mark in head for mark in marks):
+                return name
+    return None
 
 
 def limits() -> Limits:
@@ -533,9 +567,13 @@ def _claim_batch(
     """
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (checksum,))
+        # Only a batch that loaded something is an ingest of this content: a failed
+        # one, or a broken one that accepted nothing (e.g. read with the wrong
+        # --format), is not, and the file is read again.
         rows = conn.execute(
             "SELECT id, status, committed_position, error FROM ingest_batch "
-            "WHERE source = %s AND checksum = %s AND status IN ('loading', 'loaded', 'broken') "
+            "WHERE source = %s AND checksum = %s AND (status IN ('loading', 'loaded') "
+            "OR (status = 'broken' AND records_accepted > 0)) "
             "ORDER BY id DESC",
             (source, checksum),
         ).fetchall()
@@ -657,26 +695,36 @@ def _ingest_file(
         layout = detect_layout(stream)
         given_source = source
         google = None  # the reader of a Google format (formats/), which keeps its quality
+        first_chunk = pending_break = None
+        if file_format == "auto":
+            decoder, chunks, first_chunk, pending_break = _read_first_chunk(stream, layout)
+            first_record = first_chunk.records[0] if first_chunk else None
+            google_format = detect_google_format(first_record, _head(path, first_record))
+            if google_format is not None:
+                if source not in (None, SOURCE_OF[google_format]):
+                    raise IngestError(
+                        f"this looks like {_GOOGLE_NAMES[google_format]}, which holds "
+                        f"{SOURCE_OF[google_format]} records, not {source}: use --format "
+                        f"{google_format}",
+                        path=path,
+                    )
+                # A Google response: read again from the start by its format's reader.
+                file_format = google_format
+                stream.close()
+                stream = open_stream(path)
+                layout = detect_layout(stream)
+                first_chunk = pending_break = None
         if file_format in SOURCE_OF:
             source = detected = SOURCE_OF[file_format]
-            seed, first_chunk, pending_break = False, None, None
+            seed = False
             google, chunks = _google_chunks(file_format, path, stream, layout)
+            result.file_format = file_format
         else:
-            # The first block is read as plain dicts, to tell the source and the
-            # format from the first record; the rest with the typed fast decoder.
-            decoder = [generic_decoder()]
-            chunks = read_chunks(
-                stream, layout, decode=lambda array: decoder[0](array), limits=limits()
-            )
-            try:
-                first_chunk = next(chunks, None)
-                pending_break = None
-            except FileBreak as exc:
-                first_chunk, pending_break = None, exc
-            first_record = first_chunk.records[0] if first_chunk else None
-            seed = file_format == "seed" or (
-                file_format == "auto" and looks_like_seed(first_record)
-            )
+            if file_format == "seed":
+                decoder, chunks, first_chunk, pending_break = _read_first_chunk(stream, layout)
+                first_record = first_chunk.records[0] if first_chunk else None
+            seed = file_format == "seed" or looks_like_seed(first_record)
+            result.file_format = "seed" if seed else None
             detected = detect_source(path, first_record)
             source = source or detected
             if source is None:
@@ -708,6 +756,7 @@ def _ingest_file(
                 if action == "skip":
                     _record_skip(conn, path, source, batch_layout, checksum, size, note)
                 result.status = "skipped" if action == "skip" else "busy"
+                result.skipped_broken = action == "skip" and "(broken)" in note
                 result.message = f"skipped: {note}" + (
                     " (use --force to ingest it again)" if action == "skip" else ""
                 )
@@ -796,6 +845,30 @@ def _ingest_file(
         # A batch that failed whole holds nothing for the chain.
         on_committed(None if result.status == "failed" and not result.accepted else result.batch_id)
     return result
+
+
+def _read_first_chunk(stream, layout: str):
+    """(decoder, chunks, first chunk, the break that ended it): the first block is read
+    as plain dicts, to tell the source and the format from the first record; the rest
+    with the decoder the caller then puts in ``decoder[0]`` (the typed fast one)."""
+    decoder = [generic_decoder()]
+    chunks = read_chunks(stream, layout, decode=lambda array: decoder[0](array), limits=limits())
+    try:
+        return decoder, chunks, next(chunks, None), None
+    except FileBreak as exc:
+        return decoder, chunks, None, exc
+
+
+def _head(path: str, first_record: object) -> bytes:
+    """The first ``HEAD_BYTES`` of the file, decompressed, when its first record is no
+    dict (the only case ``detect_google_format`` reads them); else nothing."""
+    if isinstance(first_record, dict):
+        return b""
+    with open_stream(path) as head:
+        return head.read(HEAD_BYTES)
+
+
+_GOOGLE_NAMES = {"ga4": "a GA4 runReport response", "psi": "a PageSpeed Insights v5 response"}
 
 
 def _google_chunks(file_format: str, path: str, stream, layout: str):
