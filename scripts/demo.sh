@@ -83,6 +83,8 @@ Running in the background (bash scripts/processes.sh status; stop all with: make
                (log in at $BASE/api/auth/browser/login/?next=$($PY -c "from urllib.parse import quote; print(quote('/api/reports/summary?from=$FIRST&to=$TO', safe=''))"))
   Admin        $BASE/admin/           (staff user: demo-admin / $ADMIN_PASSWORD)
   Sites        $BASE/api/sites        (manage.py sites list; grant / revoke USERNAME HOST)
+  Metrics      $BASE/metrics          (Prometheus; open to this machine under DEBUG, a bearer token in production)
+  Health       $BASE/api/health/live and $BASE/api/health/ready
   Flower       http://127.0.0.1:${FLOWER_PORT:-5555}/   (basic auth: $(cat var/flower-credentials 2>/dev/null || echo "\$FLOWER_BASIC_AUTH"))
   Workers      one per queue: $($PY -c "from metriflow.celery import STAGES; print(' '.join(STAGES))") (logs in var/log/)
 TXT
