@@ -34,12 +34,15 @@ from celery.worker.consumer import Consumer as CeleryConsumer
 from celery.worker.consumer.consumer import dump_body
 from kombu import Exchange, Queue
 
+from pipeline import catalog
+
 logger = logging.getLogger(__name__)
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "metriflow.settings.local")
 
-# The chain, in order. ``raw`` is ingestion itself (files into the raw tables).
-STAGES = ("raw", "staged", "page", "interval", "daily", "monthly", "yearly")
+# The queues of the chain, in order (pipeline/catalog.py: one per stage, named after it).
+# ``raw`` is ingestion itself (files into the raw tables).
+STAGES = catalog.QUEUES
 
 PIPELINE_EXCHANGE = Exchange("metriflow", type="direct", durable=True)
 DEAD_LETTER_EXCHANGE = Exchange("metriflow.dlx", type="direct", durable=True)
@@ -196,7 +199,10 @@ app.conf.task_default_exchange = PIPELINE_EXCHANGE.name
 app.conf.task_default_queue = "raw"
 app.conf.task_default_routing_key = "raw"
 app.conf.task_routes = {
-    **{f"pipeline.stage.{stage}": {"queue": stage, "routing_key": stage} for stage in STAGES},
+    **{
+        f"pipeline.stage.{stage.name}": {"queue": stage.queue, "routing_key": stage.queue}
+        for stage in catalog.STAGES
+    },
     "pipeline.sweep": {"queue": "staged", "routing_key": "staged"},
     "pipeline.relay": {"queue": "staged", "routing_key": "staged"},
 }
@@ -205,3 +211,9 @@ app.autodiscover_tasks()
 # Each worker's own task metrics on METRIFLOW_WORKER_METRICS_PORT (off by default):
 # signal handlers, connected on import (observability/worker.py).
 import observability.worker  # noqa: E402, F401
+
+# A worker refuses to start on data built with other settings (pipeline/datasettings.py).
+# Connected after the app's Django fixup, whose worker_init handler sets Django up.
+from pipeline.datasettings import refuse_worker_start  # noqa: E402
+
+signals.worker_init.connect(refuse_worker_start)

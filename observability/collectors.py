@@ -27,9 +27,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from metriflow.celery import DEAD_LETTER_QUEUE, STAGES
+from pipeline.catalog import CHAIN, LEDGER_STAGES, TIME_STAGES
 from pipeline.selectors import pipeline_lag
-from pipeline.stages import STAGES as LEDGER_STAGES
-from pipeline.stages import TIME_STAGES
 
 logger = logging.getLogger(__name__)
 
@@ -246,7 +245,7 @@ class PipelineCollector(_ServiceCollector):
             ["task"],
         )
         # Every stage task from 0, so a panel shows 0 rather than "No data".
-        counts = {f"pipeline.stage.{stage}": 0 for stage in STAGES} | dict(failures)
+        counts = {f"pipeline.stage.{stage}": 0 for stage in CHAIN} | dict(failures)
         for task, count in sorted(counts.items()):
             task_failures.add_metric([task], count)
         yield task_failures

@@ -7,32 +7,31 @@ stored procedures; these unmanaged models only read them.
 from django.contrib.postgres.fields import ArrayField
 from django.db import models
 
+from pipeline import catalog
 from pipeline.models import Page, Site
 
-STRATEGIES = ("mobile", "desktop")
-VITALS = ("lcp_ms", "fcp_ms", "inp_ms", "ttfb_ms", "cls")
+# The model field of each kind of stored measure (pipeline/catalog.py): the one place
+# that decides how the aggregate tables' columns of a kind are read.
+AGGREGATE_FIELDS = {
+    catalog.SUM: models.BigIntegerField,
+    catalog.EXACT_SUM: models.FloatField,
+    catalog.COUNT: models.IntegerField,
+    catalog.HIST: lambda: ArrayField(models.BigIntegerField(), null=True),
+}
+# page_hour holds one hour's traffic values, NULL where the hour has no GA record.
+PAGE_HOUR_FIELDS = {catalog.SUM: models.IntegerField, catalog.EXACT_SUM: models.FloatField}
 
 
-def _page_hour_performance_fields() -> dict[str, models.Field]:
-    fields: dict[str, models.Field] = {}
-    for strategy in STRATEGIES:
-        fields[f"{strategy}_score"] = models.FloatField(null=True)
-        for vital in VITALS:
-            fields[f"{strategy}_{vital}"] = models.FloatField(null=True)
+def _page_hour_fields() -> dict[str, models.Field]:
+    """Traffic, then per strategy the score and each vital (NULL without a PSI record)."""
+    fields = {m.name: PAGE_HOUR_FIELDS[m.kind](null=True) for m in catalog.TRAFFIC}
+    for column in catalog.page_hour_performance_columns():
+        fields[column] = models.FloatField(null=True)
     return fields
 
 
-def _aggregate_performance_fields() -> dict[str, models.Field]:
-    fields: dict[str, models.Field] = {}
-    for strategy in STRATEGIES:
-        fields[f"{strategy}_samples"] = models.IntegerField()
-        fields[f"{strategy}_score_sum"] = models.FloatField()
-        for vital in VITALS:
-            fields[f"{strategy}_{vital}_n"] = models.IntegerField()
-            fields[f"{strategy}_{vital}_good"] = models.IntegerField()
-            fields[f"{strategy}_{vital}_poor"] = models.IntegerField()
-            fields[f"{strategy}_{vital}_hist"] = ArrayField(models.BigIntegerField(), null=True)
-    return fields
+def _aggregate_fields() -> dict[str, models.Field]:
+    return {m.name: AGGREGATE_FIELDS[m.kind]() for m in catalog.aggregate_measures()}
 
 
 class PageHour(models.Model):
@@ -42,11 +41,6 @@ class PageHour(models.Model):
     hour = models.DateTimeField()
     page = models.ForeignKey(Page, on_delete=models.DO_NOTHING, db_constraint=False)
     site = models.ForeignKey(Site, on_delete=models.DO_NOTHING, db_constraint=False)
-    users = models.IntegerField(null=True)
-    sessions = models.IntegerField(null=True)
-    views = models.IntegerField(null=True)
-    bounces = models.IntegerField(null=True)
-    engagement_seconds = models.FloatField(null=True)
 
     class Meta:
         managed = False
@@ -63,24 +57,18 @@ class Measures(models.Model):
     site = models.ForeignKey(
         Site, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+"
     )
-    traffic_hours = models.IntegerField()
-    users = models.BigIntegerField()
-    sessions = models.BigIntegerField()
-    views = models.BigIntegerField()
-    bounces = models.BigIntegerField()
-    engagement_seconds = models.FloatField()
 
     class Meta:
         abstract = True
         managed = False
 
 
-# The 10 (page hour) and 44 (aggregate) performance columns follow one
-# pattern per strategy and vital, so they are added in a loop rather than
-# spelled out; concrete tables inherit them from the abstract shape.
-for _name, _field in _page_hour_performance_fields().items():
+# The measure columns are the catalog's (pipeline/catalog.py), in table order, so they
+# are added in a loop rather than spelled out; concrete tables inherit them from the
+# abstract shape.
+for _name, _field in _page_hour_fields().items():
     PageHour.add_to_class(_name, _field)
-for _name, _field in _aggregate_performance_fields().items():
+for _name, _field in _aggregate_fields().items():
     Measures.add_to_class(_name, _field)
 
 

@@ -12,7 +12,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse
 from rest_framework import serializers
 
-from .metrics import PRECISION, VITALS
+from .metrics import PRECISION, VITALS, vital_kind
 from .serializers import BOUND_HELP, BOUND_PATTERN, MAX_ID
 
 # ------------------------------------------------------------------ metrics
@@ -43,8 +43,8 @@ class TrafficSerializer(serializers.Serializer):
 
 
 def _vital_serializer(vital: str) -> type[serializers.Serializer]:
-    kind = "cls" if vital == "cls" else "ms"
-    unit = "" if vital == "cls" else " in ms"
+    kind = vital_kind(vital)
+    unit = " in ms" if kind == "ms" else ""
     percentile = (
         f"Nearest-rank percentile{unit}, within 2% of the exact one (CLS: or 0.005); "
         f"null without samples. {_decimals(kind)}"
@@ -65,6 +65,7 @@ def _vital_serializer(vital: str) -> type[serializers.Serializer]:
 
 VitalMsSerializer = _vital_serializer("lcp_ms")
 VitalClsSerializer = _vital_serializer("cls")
+_VITAL_SERIALIZERS = {"ms": VitalMsSerializer, "cls": VitalClsSerializer}  # by vital_kind()
 
 
 StrategySerializer = type(
@@ -77,7 +78,7 @@ StrategySerializer = type(
             help_text=f"Mean score (0..100) over the samples; null without samples. "
             f"{_decimals('score')}",
         ),
-        **{v: (VitalClsSerializer if v == "cls" else VitalMsSerializer)() for v in VITALS},
+        **{v: _VITAL_SERIALIZERS[vital_kind(v)]() for v in VITALS},
     },
 )
 

@@ -1,12 +1,12 @@
-"""``manage.py pipeline run|status|wait|rebuild|dead-letters``: drive and inspect
-the aggregation stages."""
+"""``manage.py pipeline run|status|wait|rebuild|reshape|dead-letters``: drive and
+inspect the aggregation stages."""
 
 import json
 from datetime import UTC, datetime
 
 from django.core.management.base import BaseCommand, CommandError
 
-from pipeline import progress, stages
+from pipeline import datasettings, progress, stages
 from pipeline.selectors import dead_letters, stage_states
 from pipeline.services import requeue_dead_letters
 
@@ -44,6 +44,18 @@ class Command(BaseCommand):
         rebuild = sub.add_parser("rebuild", help="Mark a range dirty and recompute it.")
         rebuild.add_argument("--from", dest="start", required=True, metavar="DATE")
         rebuild.add_argument("--to", dest="end", required=True, metavar="DATE")
+        reshape = sub.add_parser(
+            "reshape",
+            help="Rebuild every aggregate level for the configured settings that shape data "
+            "(interval length, histogram constants), record them, and recompute.",
+        )
+        reshape.add_argument(
+            "--interval-hours",
+            type=int,
+            required=True,
+            metavar="N",
+            help="The configured METRIFLOW_INTERVAL_HOURS, stated to confirm it.",
+        )
         dead = sub.add_parser(
             "dead-letters",
             help="List the tasks that failed for good (the dead_letter queue), or requeue them.",
@@ -71,6 +83,8 @@ class Command(BaseCommand):
             marked = stages.mark_range_dirty(start, end)
             self.stdout.write(f"{marked:,} page-days marked dirty")
             self._run(stages.TIME_STAGES)
+        elif action == "reshape":
+            self._reshape(options["interval_hours"])
         elif action == "dead-letters":
             if options["requeue"]:
                 self._requeue()
@@ -125,7 +139,25 @@ class Command(BaseCommand):
         moved = sum(1 for item in done if item.queue)
         self.stdout.write(f"{moved:,} dead letter(s) requeued, {len(done) - moved:,} left")
 
+    def _reshape(self, interval_hours: int) -> None:
+        try:
+            done = datasettings.reshape(interval_hours)
+        except (ValueError, datasettings.DataSettingsMismatch) as exc:
+            raise CommandError(str(exc)) from None
+        changes = [f"{name} {done.previous.get(name, 'not recorded')} -> {value}"
+                   for name, value in done.recorded.items()
+                   if done.previous.get(name) != value]  # fmt: skip
+        self.stdout.write(
+            f"recorded: {', '.join(changes) or 'the same values'}; {done.deleted:,} interval "
+            f"rows deleted, {done.marked:,} interval keys marked dirty"
+        )
+        self._run(stages.TIME_STAGES)
+
     def _run(self, only: tuple[str, ...]) -> None:
+        try:
+            datasettings.verify()
+        except datasettings.DataSettingsMismatch as exc:
+            raise CommandError(str(exc)) from None
         runs = stages.drain(only)
         totals: dict[str, list] = {}
         for run in runs:
