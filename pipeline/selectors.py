@@ -11,18 +11,11 @@ from psycopg import errors, sql
 
 from metriflow.celery import DEAD_LETTER_QUEUE, app, declare_dead_letter, recover
 
+from . import catalog
 from .models import TaskFailure
 
-# Each stage's table(s), in chain order.
-STAGE_TABLES: dict[str, tuple[str, ...]] = {
-    "raw": ("raw_ga", "raw_psi"),
-    "staged": ("staged_ga", "staged_psi"),
-    "page": ("page_hour",),
-    "interval": ("agg_interval",),
-    "daily": ("agg_daily",),
-    "monthly": ("agg_monthly",),
-    "yearly": ("agg_yearly",),
-}
+# Each stage's table(s), in chain order (pipeline/catalog.py).
+STAGE_TABLES: dict[str, tuple[str, ...]] = catalog.STAGE_TABLES
 
 
 # A first load of a staged table holds it exclusively until it commits

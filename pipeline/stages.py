@@ -48,19 +48,18 @@ from datetime import UTC, datetime
 
 import psycopg
 from django.conf import settings
+from psycopg import sql
 
 from observability.logs import logged_stage_run
 
-from . import dataversion
+from . import datasettings, dataversion
+from .catalog import LEDGER_STAGES, TIME_STAGES, WINDOW_UNIT
 from .ingest.service import conninfo
 
 logger = logging.getLogger(__name__)
 
-TIME_STAGES = ("page", "interval", "daily", "monthly", "yearly")
-STAGES = ("staged", *TIME_STAGES)
-NEXT_STAGE = dict(zip(STAGES, (*STAGES[1:], None), strict=True))
-WINDOW_UNIT = {"page": "month", "interval": "month", "daily": "month",
-               "monthly": "year", "yearly": "year"}  # fmt: skip
+# The stages with ledger windows, in chain order, from pipeline/catalog.py.
+STAGES = LEDGER_STAGES
 _LOCK_NAMESPACE = 0x4D47  # advisory lock class of stage windows (0x4D46: staged_ensure)
 RANGE_START = datetime.min.replace(tzinfo=UTC)  # start of the first window, open below
 RANGE_END = datetime.max.replace(tzinfo=UTC)  # end of the last window, open above
@@ -343,6 +342,7 @@ def run_window(
                 return StageRun(stage, window, "busy")
             claim = _ledger_start(conn, stage, None, start, end)
             with conn.transaction():
+                datasettings.verify(conn)  # built with this process's settings (FOR SHARE)
                 if stage == "interval":
                     row = conn.execute(
                         "SELECT rows_in, rows_out "
@@ -351,8 +351,9 @@ def run_window(
                     ).fetchone()
                 else:
                     row = conn.execute(
-                        f"SELECT rows_in, rows_out FROM stage_{stage}"
-                        "(%s::timestamptz, %s::timestamptz)",
+                        sql.SQL(
+                            "SELECT rows_in, rows_out FROM {}(%s::timestamptz, %s::timestamptz)"
+                        ).format(sql.Identifier(f"stage_{stage}")),
                         (low, high),
                     ).fetchone()
                 rows_in, rows_out = row
@@ -380,14 +381,21 @@ def pending_batches() -> list[int]:
 
 
 def dirty_windows(stage: str) -> list[datetime]:
-    """Starts of the windows of ``stage`` that hold dirty keys. A key beyond Python's
+    """Starts of the windows of ``stage`` that hold dirty keys or deltas. A key beyond Python's
     datetime range belongs to the open window at that end of the range."""
     unit = WINDOW_UNIT[stage]
     with connect() as conn:
         rows = conn.execute(
-            "SELECT DISTINCT greatest(least(date_trunc(%s, period_start, 'UTC'), %s), %s) AS w "
-            "FROM pipeline_dirty WHERE stage = %s ORDER BY w",
-            (unit, _window_start(RANGE_END, unit), RANGE_START, stage),
+            "SELECT DISTINCT greatest(least(date_trunc(%(unit)s, period_start, 'UTC'), %(last)s), "
+            "%(first)s) AS w FROM (SELECT period_start FROM pipeline_dirty WHERE stage = %(stage)s "
+            "UNION ALL SELECT period_start FROM pipeline_delta WHERE stage = %(stage)s) AS work "
+            "ORDER BY w",
+            {
+                "unit": unit,
+                "last": _window_start(RANGE_END, unit),
+                "first": RANGE_START,
+                "stage": stage,
+            },
         ).fetchall()
     return [start.astimezone(UTC) for (start,) in rows]
 
@@ -398,10 +406,10 @@ def stale_after_seconds() -> int:
     return settings.CELERY_TASK_TIME_LIMIT
 
 
-_STALE = (
-    "(status = 'running' AND started_at < now() - make_interval(secs => %(limit)s)) "
-    "OR (status = 'queued' AND queued_at < now() - make_interval(secs => %(limit)s))"
-)
+_STALE = sql.SQL(
+    "(status = 'running' AND started_at < now() - make_interval(secs => {limit})) "
+    "OR (status = 'queued' AND queued_at < now() - make_interval(secs => {limit}))"
+).format(limit=sql.Placeholder("limit"))
 
 
 def sweep() -> dict[str, int]:
@@ -414,17 +422,21 @@ def sweep() -> dict[str, int]:
     counts = {"stale": 0, "batches": 0, "windows": 0}
     with connect(autocommit=True) as conn:
         stale = conn.execute(
-            "SELECT stage, batch_id, window_start, window_end FROM pipeline_ledger "
-            f"WHERE {_STALE} ORDER BY _stage_rank(stage), batch_id, window_start",
+            sql.SQL(
+                "SELECT stage, batch_id, window_start, window_end FROM pipeline_ledger "
+                "WHERE {} ORDER BY _stage_rank(stage), batch_id, window_start"
+            ).format(_STALE),
             {"limit": limit},
         ).fetchall()
         for stage, batch_id, start, end in stale:
             with conn.transaction():
                 conn.execute("SELECT pipeline_handoff_lock(%s, %s, %s)", (stage, batch_id, start))
                 still = conn.execute(
-                    "SELECT FROM pipeline_ledger WHERE stage = %(stage)s "
-                    "AND batch_id IS NOT DISTINCT FROM %(batch)s "
-                    f"AND window_start IS NOT DISTINCT FROM %(start)s AND ({_STALE})",
+                    sql.SQL(
+                        "SELECT FROM pipeline_ledger WHERE stage = %(stage)s "
+                        "AND batch_id IS NOT DISTINCT FROM %(batch)s "
+                        "AND window_start IS NOT DISTINCT FROM %(start)s AND ({})"
+                    ).format(_STALE),
                     {"stage": stage, "batch": batch_id, "start": start, "limit": limit},
                 ).fetchone()
                 if still is not None:

@@ -13,16 +13,13 @@ import math
 from collections import Counter
 from dataclasses import dataclass, field
 
-STRATEGIES = ("mobile", "desktop")
-VITALS = ("lcp_ms", "fcp_ms", "inp_ms", "ttfb_ms", "cls")
-THRESHOLDS = {  # good: value <= first; poor: value > second (also in the SQL table vital)
-    "lcp_ms": (2500, 4000),
-    "fcp_ms": (1800, 3000),
-    "inp_ms": (200, 500),
-    "ttfb_ms": (800, 1800),
-    "cls": (0.1, 0.25),
-}
-TRAFFIC = ("users", "sessions", "views", "bounces", "engagement_seconds")
+from pipeline import catalog
+
+# From pipeline/catalog.py (the SQL table vital holds the same thresholds).
+STRATEGIES = catalog.STRATEGIES
+VITALS = catalog.VITAL_NAMES
+THRESHOLDS = catalog.THRESHOLDS  # good: value <= first; poor: value > second
+TRAFFIC = catalog.TRAFFIC_NAMES
 PERCENTILES = (("p50", 0.50), ("p75", 0.75), ("p95", 0.95))
 # Decimals an answer gives each kind of metric (docs/metrics.md, "Precision of answers"):
 # float sums as stored (a millionth), ratios and shares to a millionth, an average of
@@ -39,21 +36,20 @@ PRECISION = {
     "cls": 4,
     "change": 4,
 }
-TRAFFIC_FLOAT_SUMS = ("engagement_seconds",)
-_MIN = 1e-4
-_GAMMA = 1.04
-_LOW32 = 0xFFFFFFFF
+TRAFFIC_FLOAT_SUMS = tuple(m.name for m in catalog.TRAFFIC if m.kind == catalog.EXACT_SUM)
+_HALF = 1 << 31  # the signed count's offset
 
 
 def bucket_value(bucket: int) -> float:
-    if bucket <= 0:
-        return 0.0
-    return 2 * _MIN * _GAMMA**bucket / (1 + _GAMMA)
+    return catalog.HISTOGRAM.value(bucket)
 
 
 def add_histogram(counter: Counter, elements: list[int] | None) -> None:
+    """Adds histogram elements, (bucket << 32) + count with a signed 32-bit count (a
+    delta's -1 takes a value away; sql/functions/stages.sql, hist_element_bucket)."""
     for element in elements or ():
-        counter[element >> 32] += element & _LOW32
+        bucket = (element + _HALF) >> 32
+        counter[bucket] += element - (bucket << 32)
 
 
 def percentile(counter: Counter, p: float) -> float | None:
@@ -134,7 +130,7 @@ def rounded(value: float | None, kind: str) -> float | None:
 
 
 def vital_kind(vital: str) -> str:
-    return "cls" if vital == "cls" else "ms"
+    return catalog.VITAL[vital].precision
 
 
 def _ratio(numerator: float, denominator: float, kind: str = "ratio") -> float | None:

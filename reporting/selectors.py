@@ -20,8 +20,9 @@ from django.conf import settings
 from django.core.cache import cache
 from django.core.exceptions import EmptyResultSet
 from django.db import connection, transaction
-from django.db.models import Count, Max, OuterRef, Q, Subquery, Sum
+from django.db.models import Count, F, Max, OuterRef, Q, Subquery, Sum
 from django.db.models.functions import Coalesce
+from psycopg import sql
 
 from pipeline import dataversion
 from pipeline.models import IngestBatch, Page, PipelineDirty, PipelineLedger, Site
@@ -123,43 +124,42 @@ def _histograms(piece: Piece, filters: Filters, group: str | None) -> dict:
     """
     level_is_hour = piece.level == "hour"
     columns = HIST_KEYS if level_is_hour else [f"{k}_hist" for k in HIST_KEYS]
-    inner_fields = ([group] if group else []) + columns
+    group_key = {"group_key": F(group)} if group else {}
     queryset = _queryset(piece, filters, per_page=group == "page_id")
     try:
-        inner, params = queryset.values(*inner_fields).query.sql_with_params()
+        inner, params = queryset.values(*columns, **group_key).query.sql_with_params()
     except EmptyResultSet:  # no site to read: no histograms
         return {}
-    pairs = ", ".join(f"({i}, a.{c})" for i, c in enumerate(columns))
-    group_sql = "a.group_key, " if group else ""
-    if group:
-        inner = inner.replace(
-            " FROM ", f", {_column_sql(queryset.model, group)} AS group_key FROM ", 1
-        )
+    parts = {
+        "inner": sql.SQL(inner),  # the ORM's query, with its %s placeholders
+        "pairs": sql.SQL(", ").join(
+            sql.SQL("({}, {})").format(sql.Literal(i), sql.Identifier("a", c))
+            for i, c in enumerate(columns)
+        ),
+        "group": sql.SQL("a.group_key, " if group else ""),
+    }
     if level_is_hour:
-        sql = (
-            f"SELECT {group_sql}h.k, hist_bucket(h.v)::bigint AS b, count(*) FROM ({inner}) a "
-            f"CROSS JOIN LATERAL (VALUES {pairs}) AS h(k, v) WHERE h.v IS NOT NULL "
-            f"GROUP BY {group_sql}h.k, b"
-        )
+        query = sql.SQL(
+            "SELECT {group}h.k, hist_bucket(h.v)::bigint AS b, count(*) FROM ({inner}) a "
+            "CROSS JOIN LATERAL (VALUES {pairs}) AS h(k, v) WHERE h.v IS NOT NULL "
+            "GROUP BY {group}h.k, b"
+        ).format(**parts)
     else:
-        sql = (
-            f"SELECT {group_sql}h.k, e >> 32 AS b, sum(e & 4294967295) FROM ({inner}) a "
-            f"CROSS JOIN LATERAL (VALUES {pairs}) AS h(k, arr) "
-            f"CROSS JOIN LATERAL unnest(h.arr) AS e GROUP BY {group_sql}h.k, b"
-        )
+        query = sql.SQL(
+            "SELECT {group}h.k, hist_element_bucket(e) AS b, sum(hist_element_count(e)) "
+            "FROM ({inner}) a "
+            "CROSS JOIN LATERAL (VALUES {pairs}) AS h(k, arr) "
+            "CROSS JOIN LATERAL unnest(h.arr) AS e GROUP BY {group}h.k, b"
+        ).format(**parts)
     out: dict = {}
     with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+        cursor.execute(query.as_string(cursor.connection), params)
         for row in cursor.fetchall():
             key, (k, bucket, count) = (row[0], row[1:]) if group else (None, row)
             hist = out.setdefault(key, {}).setdefault(f"{HIST_KEYS[k]}_hist", [])
-            hist.append((int(bucket) << 32) | int(count))
+            if count:  # a bucket that deltas emptied
+                hist.append((int(bucket) << 32) + int(count))
     return out
-
-
-def _column_sql(model, field: str) -> str:
-    column = model._meta.get_field(field).column
-    return f'"{model._meta.db_table}"."{column}"'
 
 
 def _queryset(piece: Piece, filters: Filters, per_page: bool = False):

@@ -23,10 +23,10 @@
 -- the two queues the window. Locks are taken in (stage, window) order, which
 -- every caller follows, and a ledger row is updated only under its lock.
 
+-- A stage's place in the chain, from the catalog (pipeline/catalog.py).
 CREATE OR REPLACE FUNCTION _stage_rank(p_stage text) RETURNS integer
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-    SELECT array_position(ARRAY['staged', 'page', 'interval', 'daily', 'monthly', 'yearly'],
-                          p_stage) - 1
+    SELECT catalog_stage_rank(p_stage)
 $$;
 
 -- The hand-off lock of a window (a batch for the staged stage).
@@ -68,7 +68,7 @@ BEGIN
 END
 $fn$;
 
--- Queues the window [p_start, p_end) of a time stage if it holds dirty keys
+-- Queues the window [p_start, p_end) of a time stage if it holds dirty keys or deltas
 -- and no window that will consider it when it finishes is still queued or
 -- running (see above). p_from / p_to: the bounds its keys are read in (the
 -- windows at the ends of the range are open: -infinity / infinity).
@@ -79,7 +79,10 @@ LANGUAGE plpgsql AS $fn$
 BEGIN
     PERFORM pipeline_handoff_lock(p_stage, NULL, p_start);
     IF NOT EXISTS (SELECT FROM pipeline_dirty
-                   WHERE stage = p_stage AND period_start >= p_from AND period_start < p_to) THEN
+                   WHERE stage = p_stage AND period_start >= p_from AND period_start < p_to)
+       AND NOT EXISTS (SELECT FROM pipeline_delta
+                       WHERE stage = p_stage AND period_start >= p_from AND period_start < p_to)
+    THEN
         RETURN false;
     END IF;
     IF EXISTS (SELECT FROM pipeline_ledger l

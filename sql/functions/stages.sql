@@ -1,22 +1,31 @@
 -- The aggregation stages: staged -> page -> interval -> daily -> monthly -> yearly.
 -- CREATE OR REPLACE: when this file changes, a new migration re-applies it.
 --
--- Every stage is set-based and idempotent, and recomputes only what is dirty:
--- it takes (DELETE ... RETURNING) its own dirty keys inside the window it is
--- given, recomputes the rows of those keys from the stage before it, upserts
--- them, and marks the next stage's keys dirty, all in one transaction. A
--- failure rolls the keys back; running a stage twice equals running it once.
--- Dirty keys are (page, day) for the page, interval and daily stages,
--- (page, month) for monthly and (page, year) for yearly. Page and interval
--- keys carry an hour mask (pipeline_dirty.hours): the page stage rewrites
--- only the key's dirty hours and the interval stage only the intervals that
--- hold one, so a late batch's cost follows the page-hours it touched.
+-- Every stage is set-based and idempotent, and works only on what changed,
+-- all in one transaction with the ledger: a failure rolls its input back;
+-- running a stage twice equals running it once. Two kinds of input:
+--   * dirty keys (pipeline_dirty): periods to recompute from the stage
+--     before, marked by first loads and rebuilds. Keys are (page, day) for
+--     the page, interval and daily stages, (page, month) for monthly and
+--     (page, year) for yearly. Page and interval keys carry an hour mask
+--     (pipeline_dirty.hours): the page stage rewrites only the key's dirty
+--     hours and the interval stage only the intervals that hold one.
+--   * deltas (pipeline_delta, "deltas" below): when the page stage rewrites
+--     page-hours of a window that holds rows, each level above adds the new
+--     contribution and takes away the old one, so a late batch costs the
+--     rows it changes, not the periods it touches.
+-- The measures (column order, kinds, vitals with thresholds) and the
+-- histogram's constants come from pipeline/catalog.py, through
+-- catalog_measures(), catalog_strategies(), the vital table, hist_bucket and
+-- hist_value (pipeline/reference.py writes them at every migrate).
 --
 -- Web-vital histograms (docs/metrics.md): sparse log buckets, element
--- bucket << 32 | count. Bucket 0 holds values <= 0; bucket k >= 1 holds
+-- (bucket << 32) + count, the count signed (a delta's -1 takes a value
+-- away). Bucket 0 holds values <= 0; bucket k >= 1 holds
 -- [1e-4 * 1.04^(k-1), 1e-4 * 1.04^k), whose representative is within 1.96% of
--- any value in it. Interval and daily histograms may repeat a bucket (counts
--- add); monthly and yearly ones are merged to one element per bucket.
+-- any value in it. A histogram is a multiset: a bucket may repeat (counts
+-- add). Monthly and yearly ones are merged to one element per bucket when
+-- computed; deltas append to any of them (hist_add).
 
 -- ------------------------------------------------------------ reference data
 CREATE TABLE IF NOT EXISTS vital (
@@ -25,33 +34,43 @@ CREATE TABLE IF NOT EXISTS vital (
     poor_min double precision NOT NULL,   -- poor: value > poor_min
     position smallint NOT NULL UNIQUE
 );
-INSERT INTO vital (name, good_max, poor_min, position) VALUES
-    ('lcp_ms', 2500, 4000, 1),
-    ('fcp_ms', 1800, 3000, 2),
-    ('inp_ms', 200, 500, 3),
-    ('ttfb_ms', 800, 1800, 4),
-    ('cls', 0.1, 0.25, 5)
-ON CONFLICT (name) DO UPDATE SET good_max = EXCLUDED.good_max, poor_min = EXCLUDED.poor_min;
+-- Its rows are the catalog's vitals (pipeline/catalog.py), written by
+-- pipeline/reference.py after every migrate.
 
 -- ------------------------------------------------------------ histograms
-CREATE OR REPLACE FUNCTION hist_bucket(v double precision) RETURNS integer
+-- hist_bucket(v) and hist_value(bucket) are made from the catalog's HISTOGRAM
+-- (pipeline/catalog.py) by pipeline/reference.py, before and after every migrate.
+
+-- An element is (bucket << 32) + count with a signed 32-bit count: a delta
+-- carries -1 for each value it takes away. For a count in [0, 2^31) this is
+-- (bucket << 32) | count. The two halves of an element:
+CREATE OR REPLACE FUNCTION hist_element_bucket(e bigint) RETURNS integer
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-    SELECT CASE WHEN v <= 0 THEN 0
-                ELSE greatest(1, floor(ln(v / 1e-4) / ln(1.04))::integer + 1) END
+    SELECT ((e + 2147483648) >> 32)::integer
 $$;
 
-CREATE OR REPLACE FUNCTION hist_value(bucket integer) RETURNS double precision
+CREATE OR REPLACE FUNCTION hist_element_count(e bigint) RETURNS bigint
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-    -- 2lu/(l+u) of the bucket's bounds: the same relative error at both ends.
-    SELECT CASE WHEN bucket <= 0 THEN 0
-                ELSE 2 * 1e-4 * power(1.04, bucket) / (1 + 1.04) END
+    SELECT e - (((e + 2147483648) >> 32) << 32)
 $$;
 
+-- One element per bucket with a count other than 0, in bucket order; NULL
+-- when nothing is left.
 CREATE OR REPLACE FUNCTION hist_merge(h bigint[]) RETURNS bigint[]
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-    SELECT array_agg((b << 32) | c ORDER BY b)
-    FROM (SELECT e >> 32 AS b, sum(e & 4294967295)::bigint AS c
+    SELECT array_agg((b << 32) + c ORDER BY b)
+    FROM (SELECT hist_element_bucket(e)::bigint AS b, sum(hist_element_count(e))::bigint AS c
           FROM unnest(h) AS e GROUP BY 1) AS merged
+    WHERE c <> 0
+$$;
+
+-- A histogram with a delta added: the elements appended (a multiset: readers
+-- sum the counts per bucket), merged once the array grows past 1024 elements
+-- so that a row kept by deltas stays about as long as a recomputed one.
+CREATE OR REPLACE FUNCTION hist_add(h bigint[], d bigint[]) RETURNS bigint[]
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT CASE WHEN cardinality(h) + cardinality(d) > 1024 THEN hist_merge(h || d)
+                ELSE h || d END
 $$;
 
 CREATE OR REPLACE AGGREGATE hist_cat_agg(bigint[]) (
@@ -67,12 +86,13 @@ CREATE OR REPLACE FUNCTION hist_percentile(h bigint[], p double precision)
 RETURNS double precision
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
     WITH buckets AS (
-        SELECT e >> 32 AS b, sum(e & 4294967295) AS c FROM unnest(h) AS e GROUP BY 1
+        SELECT hist_element_bucket(e) AS b, sum(hist_element_count(e)) AS c
+        FROM unnest(h) AS e GROUP BY 1 HAVING sum(hist_element_count(e)) <> 0
     ), running AS (
         SELECT b, sum(c) OVER (ORDER BY b) AS upto, sum(c) OVER () AS total FROM buckets
     )
-    SELECT hist_value(b::integer) FROM running
-    WHERE upto >= ceil(p * total) ORDER BY b LIMIT 1
+    SELECT hist_value(b) FROM running
+    WHERE total > 0 AND upto >= ceil(p * total) ORDER BY b LIMIT 1
 $$;
 
 -- ------------------------------------------------------------ helpers
@@ -422,7 +442,7 @@ BEGIN
                              c.col, s.strategy, left(s.strategy, 1), c.alias), ', '
                       ORDER BY s.ord, c.ord)
       INTO v_pivot
-      FROM (VALUES (1, 'mobile'), (2, 'desktop')) AS s (ord, strategy)
+      FROM catalog_strategies() AS s (ord, strategy)
      CROSS JOIN (VALUES (1, 'performance_score', 'score'), (2, 'lcp_ms', 'lcp'),
                         (3, 'fcp_ms', 'fcp'), (4, 'inp_ms', 'inp'), (5, 'ttfb_ms', 'ttfb'),
                         (6, 'cls', 'cls')) AS c (ord, col, alias);
@@ -443,6 +463,11 @@ BEGIN
         ) AS m (hour)
         ORDER BY k.page_id, m.hour
         $sql$, v_columns, v_values, v_pivot) USING p_from, p_to;
+        GET DIAGNOSTICS rows_out = ROW_COUNT;
+        INSERT INTO pipeline_dirty AS d (stage, period_start, page_id, hours)
+        SELECT 'interval', day, page_id, hours FROM _stage_keys ORDER BY day, page_id
+        ON CONFLICT (stage, period_start, page_id) DO UPDATE SET hours = d.hours | EXCLUDED.hours
+        WHERE d.hours <> d.hours | EXCLUDED.hours;
     ELSE
         PERFORM _fill_stage_ranges(1);
         SELECT 'ON CONFLICT (hour, page_id) DO UPDATE SET '
@@ -451,90 +476,142 @@ BEGIN
           FROM pg_attribute
          WHERE attrelid = 'page_hour'::regclass AND attnum > 0 AND NOT attisdropped
            AND attname NOT IN ('hour', 'page_id', 'site_id');
+        -- The rows as they were, then as they are: their difference is the
+        -- interval stage's delta.
+        CREATE TEMP TABLE IF NOT EXISTS _page_old ON COMMIT DROP AS
+            SELECT * FROM page_hour LIMIT 0;
+        CREATE TEMP TABLE IF NOT EXISTS _page_new ON COMMIT DROP AS
+            SELECT * FROM page_hour LIMIT 0;
+        TRUNCATE _page_old, _page_new;
+        -- Each range is read by an index range scan of its own (LATERAL, kept
+        -- apart by OFFSET 0): joined as a whole, the planner hashed the ranges
+        -- and read the whole table (1M page-hours for 275 ranges: 300 ms).
+        INSERT INTO _page_old
+        SELECT t.* FROM _stage_ranges r
+        CROSS JOIN LATERAL (SELECT * FROM page_hour t WHERE t.page_id = r.page_id
+                            AND t.hour >= r.lo AND t.hour < r.hi OFFSET 0) AS t;
         EXECUTE format($sql$
         WITH ga AS (
-            SELECT g.* FROM staged_ga g
-            JOIN _stage_ranges r ON r.page_id = g.page_id AND g.hour >= r.lo AND g.hour < r.hi
+            SELECT g.* FROM _stage_ranges r
+            CROSS JOIN LATERAL (SELECT * FROM staged_ga g WHERE g.page_id = r.page_id
+                                AND g.hour >= r.lo AND g.hour < r.hi OFFSET 0) AS g
         ), psi AS (
             SELECT p.page_id, p.hour, %3$s
-            FROM staged_psi p
-            JOIN _stage_ranges r ON r.page_id = p.page_id AND p.hour >= r.lo AND p.hour < r.hi
+            FROM _stage_ranges r
+            CROSS JOIN LATERAL (SELECT * FROM staged_psi p WHERE p.page_id = r.page_id
+                                AND p.hour >= r.lo AND p.hour < r.hi OFFSET 0) AS p
             GROUP BY p.page_id, p.hour
         ), merged AS (
             SELECT coalesce(ga.hour, psi.hour) AS hour,
                    coalesce(ga.page_id, psi.page_id) AS page_id, %2$s
             FROM ga FULL OUTER JOIN psi ON psi.page_id = ga.page_id AND psi.hour = ga.hour
+        ), written AS (
+            INSERT INTO page_hour AS t (hour, page_id, site_id, %1$s)
+            SELECT m.hour, m.page_id, pg.site_id, m.users, m.sessions, m.views, m.bounces,
+                   m.engagement_seconds, m.m_score, m.m_lcp, m.m_fcp, m.m_inp, m.m_ttfb, m.m_cls,
+                   m.d_score, m.d_lcp, m.d_fcp, m.d_inp, m.d_ttfb, m.d_cls
+            FROM merged m JOIN page pg ON pg.id = m.page_id
+            ORDER BY m.page_id, m.hour
+            %4$s
+            RETURNING t.*
         )
-        INSERT INTO page_hour AS t (hour, page_id, site_id, %1$s)
-        SELECT m.hour, m.page_id, pg.site_id, m.users, m.sessions, m.views, m.bounces,
-               m.engagement_seconds, m.m_score, m.m_lcp, m.m_fcp, m.m_inp, m.m_ttfb, m.m_cls,
-               m.d_score, m.d_lcp, m.d_fcp, m.d_inp, m.d_ttfb, m.d_cls
-        FROM merged m JOIN page pg ON pg.id = m.page_id
-        ORDER BY m.page_id, m.hour
-        %4$s
+        INSERT INTO _page_new SELECT * FROM written
         $sql$, v_columns, v_values, v_pivot, v_conflict);
+        GET DIAGNOSTICS rows_out = ROW_COUNT;
+        EXECUTE format(
+            'INSERT INTO pipeline_delta (stage, period_start, page_id, site_id, %s) '
+            'SELECT ''interval'', a.hour, a.page_id, min(a.site_id), %s FROM ('
+            '  SELECT 1 AS sign, * FROM _page_new UNION ALL SELECT -1, * FROM _page_old'
+            ') AS a GROUP BY a.hour, a.page_id ORDER BY a.hour, a.page_id',
+            (SELECT string_agg(format('%I', c), ', ') FROM unnest(_aggregate_columns()) c),
+            _measure_select_list(true));
     END IF;
-    GET DIAGNOSTICS rows_out = ROW_COUNT;
-
-    INSERT INTO pipeline_dirty AS d (stage, period_start, page_id, hours)
-    SELECT 'interval', day, page_id, hours FROM _stage_keys ORDER BY day, page_id
-    ON CONFLICT (stage, period_start, page_id) DO UPDATE SET hours = d.hours | EXCLUDED.hours
-    WHERE d.hours <> d.hours | EXCLUDED.hours;
 END
 $fn$;
 
 -- ------------------------------------------------------------ exact float sums
--- The sum of a float column over a group, the same bits whatever order the
--- rows are read in. Each value's whole part and its fraction, rounded to a
--- millionth (a microsecond of engagement, a millionth of a score point), are
--- summed apart as integer-valued doubles: exact in any order while the whole
--- parts stay below 2^53 (9e15 s in one stored row), and no finite value can
--- overflow them. Each row's contribution depends on its own value only, so a
--- coarser level computed from stored sums is as deterministic.
--- A cast of each value to numeric did the same at ~3.5x the cost: it formats
--- and parses every double (3M values: 2.7 s against 0.8 s; a fifth of the
--- interval stage).
+-- The sum of a float column over a group, the same value whatever order the
+-- rows are read in, as an exact decimal. Each value's whole part and its
+-- fraction, rounded to a millionth (a microsecond of engagement, a millionth
+-- of a score point), are summed apart as integer-valued doubles: exact in any
+-- order while the whole parts stay below 2^53 (9e15 s in one group), and no
+-- finite value can overflow them. The two sums become one numeric per group
+-- (through bigint, which is exact; beyond its range the cast keeps 15
+-- digits, far below any fraction). The aggregate tables store numeric(1000, 6),
+-- so a delta adds to a stored sum exactly and a row kept by deltas equals one
+-- recomputed from scratch. A cast of each value to numeric did the same at
+-- ~3.5x the cost: it formats and parses every double.
+CREATE OR REPLACE FUNCTION exact_numeric(v double precision) RETURNS numeric
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT CASE WHEN abs(v) < 9e18 THEN v::bigint::numeric ELSE v::numeric END
+$$;
+
 CREATE OR REPLACE FUNCTION _exact_sum_sql(p_column text) RETURNS text
 LANGUAGE sql IMMUTABLE AS $$
-    SELECT format('coalesce(sum(trunc(%1$s)) + sum(round((%1$s - trunc(%1$s)) * 1e6)) / 1e6, 0)',
-                  p_column)
+    SELECT format('exact_numeric(coalesce(sum(trunc(%1$s)), 0)) '
+                  '+ exact_numeric(coalesce(sum(round((%1$s - trunc(%1$s)) * 1e6)), 0)) '
+                  '* 0.000001', p_column)
 $$;
 
 -- ------------------------------------------------------------ interval
--- The SELECT list of one aggregate row from page_hour rows (alias a): sums,
--- counts, and per strategy and vital n, good, poor and the histogram.
-CREATE OR REPLACE FUNCTION _interval_select_list() RETURNS text
-LANGUAGE sql STABLE AS $$
-    SELECT 'count(a.users) AS traffic_hours, coalesce(sum(a.users), 0) AS users, '
-        || 'coalesce(sum(a.sessions), 0) AS sessions, coalesce(sum(a.views), 0) AS views, '
-        || 'coalesce(sum(a.bounces), 0) AS bounces, '
-        || _exact_sum_sql('a.engagement_seconds') || ' AS engagement_seconds, '
-        || string_agg(per_strategy, ', ' ORDER BY s.ord)
-    FROM (
-        SELECT s.ord,
-               format('count(a.%1$s_score) AS %1$s_samples, %2$s AS %1$s_score_sum, ',
-                      s.name, _exact_sum_sql(format('a.%s_score', s.name)))
-               || string_agg(format(
-                      'count(a.%1$s_%2$s) AS %1$s_%2$s_n, '
-                      'count(*) FILTER (WHERE a.%1$s_%2$s <= %3$s) AS %1$s_%2$s_good, '
-                      'count(*) FILTER (WHERE a.%1$s_%2$s > %4$s) AS %1$s_%2$s_poor, '
-                      'array_agg((hist_bucket(a.%1$s_%2$s)::bigint << 32) | 1) '
-                      'FILTER (WHERE a.%1$s_%2$s IS NOT NULL) AS %1$s_%2$s_hist',
-                      s.name, v.name, v.good_max, v.poor_min), ', ' ORDER BY v.position)
-               AS per_strategy
-        FROM (VALUES (1, 'mobile'), (2, 'desktop')) AS s (ord, name)
-        CROSS JOIN vital v
-        GROUP BY s.ord, s.name
-    ) s
+-- The count of rows where p_column is set (and p_condition holds), or with
+-- p_signed the sum of their signs.
+CREATE OR REPLACE FUNCTION _count_sql(p_column text, p_signed boolean,
+                                      p_condition text DEFAULT NULL) RETURNS text
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE
+        WHEN p_signed THEN format('coalesce(sum(a.sign) FILTER (WHERE %s), 0)',
+                                  coalesce(p_condition, p_column || ' IS NOT NULL'))
+        WHEN p_condition IS NULL THEN format('count(%s)', p_column)
+        ELSE format('count(*) FILTER (WHERE %s)', p_condition) END
 $$;
 
--- The column list of the aggregate tables after the key (same for all four).
+CREATE OR REPLACE FUNCTION _sum_sql(p_column text, p_signed boolean) RETURNS text
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE WHEN p_signed THEN format('coalesce(sum(a.sign * %s), 0)', p_column)
+                ELSE format('coalesce(sum(%s), 0)', p_column) END
+$$;
+
+-- The SELECT list of one aggregate row from page_hour rows (alias a): sums,
+-- counts, and per strategy and vital n, good, poor and the histogram.
+-- p_signed: every row carries a.sign, +1 for a row's new version and -1 for
+-- its old one, and the list is their difference (a delta): counts become
+-- sums of signs, histogram elements carry the sign as their count, float
+-- values are multiplied by it (trunc and round are odd functions, so the
+-- exact sums stay exact).
+DROP FUNCTION IF EXISTS _interval_select_list();
+CREATE OR REPLACE FUNCTION _measure_select_list(p_signed boolean) RETURNS text
+LANGUAGE sql STABLE AS $$
+    -- One expression per measure of the catalog (pipeline/catalog.py, through
+    -- catalog_measures()), in the aggregate tables' column order. A measure's
+    -- page_hour column: the vital's, the strategy's score, or the traffic
+    -- column (traffic_hours counts the hours with users).
+    SELECT string_agg(format('%s AS %I', CASE
+               WHEN m.kind = 'hist' THEN format(
+                   'array_agg((hist_bucket(%1$s)::bigint << 32) + %2$s) FILTER (WHERE %1$s IS NOT NULL)',
+                   m.source, CASE WHEN p_signed THEN 'a.sign::bigint' ELSE '1' END)
+               WHEN m.kind = 'exact_sum' THEN _exact_sum_sql(
+                   CASE WHEN p_signed THEN 'a.sign * ' || m.source ELSE m.source END)
+               WHEN m.kind = 'sum' THEN _sum_sql(m.source, p_signed)
+               WHEN m.name LIKE '%\_good' THEN _count_sql(m.source, p_signed,
+                   format('%s <= %s', m.source, v.good_max))
+               WHEN m.name LIKE '%\_poor' THEN _count_sql(m.source, p_signed,
+                   format('%s > %s', m.source, v.poor_min))
+               ELSE _count_sql(m.source, p_signed) END, m.name), ', ' ORDER BY m.ord)
+    FROM (SELECT c.*, 'a.' || quote_ident(CASE
+                     WHEN c.vital IS NOT NULL THEN c.strategy || '_' || c.vital
+                     WHEN c.strategy IS NOT NULL THEN c.strategy || '_score'
+                     WHEN c.name = 'traffic_hours' THEN 'users'
+                     ELSE c.name END) AS source
+          FROM catalog_measures() c) AS m
+    LEFT JOIN vital v ON v.name = m.vital
+$$;
+
+-- The column list of the aggregate tables after the key (same for all of
+-- them), in the catalog's order, which tests/test_catalog.py holds the tables to.
 CREATE OR REPLACE FUNCTION _aggregate_columns() RETURNS text[]
 LANGUAGE sql STABLE AS $$
-    SELECT array_agg(attname::text ORDER BY attnum)
-    FROM pg_attribute
-    WHERE attrelid = 'agg_interval'::regclass AND attnum > 0 AND NOT attisdropped
-      AND attname NOT IN ('period_start', 'page_id', 'site_id')
+    SELECT array_agg(name ORDER BY ord) FROM catalog_measures()
 $$;
 
 -- Whether an aggregate table holds a row in [p_from, p_to).
@@ -571,6 +648,81 @@ LANGUAGE sql STABLE AS $$
         ELSE '' END)
 $$;
 
+-- ------------------------------------------------------------ deltas
+-- A stage that rewrites rows of a window holding rows already hands the next
+-- stage deltas (pipeline_delta, schema 0014): per (period, page) of the next
+-- stage's grain, the new contribution minus the old one. The next stage adds
+-- them to its rows and hands on their sum per coarser period, so a late
+-- batch costs the rows it changes at every level, not the periods it touches.
+-- A stage also still takes dirty keys (first loads, rebuilds): those it
+-- recomputes from the finer table, which holds every change a pending delta
+-- describes, so the deltas inside a recomputed key are dropped, not added.
+--
+-- The deltas of a stage's window, taken (DELETE ... RETURNING) and summed per
+-- (period, page) into _deltas; p_period: the period of a delta's row (alias
+-- a), e.g. the interval of an hour. Returns the delta rows taken.
+CREATE OR REPLACE FUNCTION _take_deltas(p_stage text, p_from timestamptz, p_to timestamptz,
+                                        p_period text) RETURNS bigint
+LANGUAGE plpgsql AS $fn$
+DECLARE
+    v_count bigint;
+BEGIN
+    CREATE TEMP TABLE IF NOT EXISTS _deltas (LIKE agg_interval) ON COMMIT DROP;
+    TRUNCATE _deltas;
+    EXECUTE format(
+        'WITH taken AS ('
+        '  DELETE FROM pipeline_delta WHERE stage = $1 AND period_start >= $2 AND period_start < $3'
+        '  RETURNING *'
+        ') INSERT INTO _deltas (period_start, page_id, site_id, %3$s) '
+        'SELECT %1$s, a.page_id, min(a.site_id), %2$s FROM taken a GROUP BY 1, 2',
+        p_period, _rollup_aggregates('hist_cat_agg'),
+        (SELECT string_agg(format('%I', c), ', ') FROM unnest(_aggregate_columns()) c))
+    USING p_stage, p_from, p_to;
+    GET DIAGNOSTICS v_count = ROW_COUNT;
+    RETURN v_count;
+END
+$fn$;
+
+-- Adds the rows of p_source (period_start, the key column p_key, site_id too
+-- for a page key, then the aggregate columns in table order) to p_target: counts and sums
+-- add, histograms append (hist_add); a row not there yet is inserted as it is.
+CREATE OR REPLACE FUNCTION _apply_deltas(p_target text, p_source text,
+                                         p_key text DEFAULT 'page_id') RETURNS bigint
+LANGUAGE plpgsql AS $fn$
+DECLARE
+    v_count bigint;
+BEGIN
+    EXECUTE format(
+        'INSERT INTO %1$I AS t (period_start, %2$s, %3$s) SELECT d.* '
+        'FROM (%4$s) AS d ORDER BY d.%5$I, d.period_start '
+        'ON CONFLICT (period_start, %5$I) DO UPDATE SET %6$s',
+        p_target,
+        CASE p_key WHEN 'page_id' THEN 'page_id, site_id' ELSE 'site_id' END,
+        (SELECT string_agg(format('%I', c), ', ') FROM unnest(_aggregate_columns()) c),
+        p_source, p_key,
+        (SELECT string_agg(CASE WHEN kind = 'hist'
+                                THEN format('%1$I = hist_add(t.%1$I, EXCLUDED.%1$I)', name)
+                                ELSE format('%1$I = t.%1$I + EXCLUDED.%1$I', name) END, ', ')
+         FROM catalog_measures()));
+    GET DIAGNOSTICS v_count = ROW_COUNT;
+    RETURN v_count;
+END
+$fn$;
+
+-- Hands _deltas on to p_stage, summed per (p_unit period, page).
+CREATE OR REPLACE FUNCTION _pass_deltas(p_stage text, p_unit text) RETURNS void
+LANGUAGE plpgsql AS $fn$
+BEGIN
+    EXECUTE format(
+        'INSERT INTO pipeline_delta (stage, period_start, page_id, site_id, %s) '
+        'SELECT $1, utc_trunc($2, a.period_start), a.page_id, min(a.site_id), %s '
+        'FROM _deltas a GROUP BY 2, 3 ORDER BY 2, 3',
+        (SELECT string_agg(format('%I', c), ', ') FROM unnest(_aggregate_columns()) c),
+        _rollup_aggregates('hist_cat_agg'))
+    USING p_stage, p_unit;
+END
+$fn$;
+
 -- The SELECT of a first load into an empty aggregate window: every row of the
 -- finer table in [p_from, p_to) is dirty (a stage marks the next one's keys
 -- in the transaction that writes its rows, and a window that was ever
@@ -598,7 +750,10 @@ $$;
 
 -- Dirty (page, day) keys in [p_from, p_to), each with its dirty hours: the
 -- intervals of p_hours hours holding one of them are recomputed from
--- page_hour. Marks the (page, day) dirty for the daily stage.
+-- page_hour, and the (page, day) marked dirty for the daily stage. Then the
+-- page stage's deltas of the window (one per rewritten page-hour) outside
+-- those intervals, summed per interval: added to agg_interval and handed on
+-- to the daily stage per (page, day).
 CREATE OR REPLACE FUNCTION stage_interval(
     p_from timestamptz, p_to timestamptz, p_hours integer,
     OUT rows_in bigint, OUT rows_out bigint
@@ -607,6 +762,7 @@ LANGUAGE plpgsql SET jit = off SET work_mem = '128MB' AS $fn$
 DECLARE
     v_filled boolean;
     v_select text;
+    v_deltas bigint;
 BEGIN
     IF p_hours NOT IN (1, 2, 3, 4, 6, 8, 12) THEN
         RAISE EXCEPTION 'interval length must divide a day: % h', p_hours USING ERRCODE = '22023';
@@ -622,48 +778,61 @@ BEGIN
     INSERT INTO _stage_keys SELECT page_id, day, hours FROM keys;
     GET DIAGNOSTICS rows_in = ROW_COUNT;
     ANALYZE _stage_keys;
+    v_deltas := _take_deltas('interval', p_from, p_to,
+                             format('interval_start(a.period_start, %s)', p_hours));
+    rows_out := 0;
 
-    v_filled := _window_filled('agg_interval', p_from, p_to);
-    IF v_filled THEN
-        PERFORM _fill_stage_ranges(p_hours);
-        v_select := format(
-            'SELECT interval_start(a.hour, %s), a.page_id, min(a.site_id), %s '
-            'FROM page_hour a JOIN _stage_ranges r ON r.page_id = a.page_id '
-            '  AND a.hour >= r.lo AND a.hour < r.hi '
-            'GROUP BY 1, 2 ORDER BY 2, 1', p_hours, _interval_select_list());
-    ELSE
-        v_select := _first_load_select(
-            '_stage_keys', 'page_hour', 'hour', format('interval_start(a.hour, %s)', p_hours),
-            _interval_select_list());
+    IF rows_in > 0 THEN
+        v_filled := _window_filled('agg_interval', p_from, p_to);
+        IF v_filled THEN
+            PERFORM _fill_stage_ranges(p_hours);
+            v_select := format(
+                'SELECT interval_start(a.hour, %s), a.page_id, min(a.site_id), %s '
+                'FROM page_hour a JOIN _stage_ranges r ON r.page_id = a.page_id '
+                '  AND a.hour >= r.lo AND a.hour < r.hi '
+                'GROUP BY 1, 2 ORDER BY 2, 1', p_hours, _measure_select_list(false));
+            DELETE FROM _deltas d USING _stage_ranges r
+            WHERE d.page_id = r.page_id AND d.period_start >= r.lo AND d.period_start < r.hi;
+        ELSE
+            -- A first load reads the whole window of each page of its keys.
+            v_select := _first_load_select(
+                '_stage_keys', 'page_hour', 'hour', format('interval_start(a.hour, %s)', p_hours),
+                _measure_select_list(false));
+            DELETE FROM _deltas WHERE page_id IN (SELECT page_id FROM _stage_keys);
+        END IF;
+        EXECUTE _upsert_sql('agg_interval', v_select, v_filled) USING p_from, p_to;
+        GET DIAGNOSTICS rows_out = ROW_COUNT;
+
+        INSERT INTO pipeline_dirty (stage, period_start, page_id)
+        SELECT 'daily', day, page_id FROM _stage_keys ORDER BY day, page_id
+        ON CONFLICT DO NOTHING;
     END IF;
-    EXECUTE _upsert_sql('agg_interval', v_select, v_filled) USING p_from, p_to;
-    GET DIAGNOSTICS rows_out = ROW_COUNT;
-
-    INSERT INTO pipeline_dirty (stage, period_start, page_id)
-    SELECT 'daily', day, page_id FROM _stage_keys ORDER BY day, page_id
-    ON CONFLICT DO NOTHING;
+    IF v_deltas > 0 THEN
+        rows_in := rows_in + v_deltas;
+        rows_out := rows_out + _apply_deltas('agg_interval', 'SELECT * FROM _deltas');
+        PERFORM _pass_deltas('daily', 'day');
+    END IF;
 END
 $fn$;
 
 -- ------------------------------------------------------------ daily, monthly, yearly
 -- The aggregates of a roll-up row from finer aggregate rows (alias a), each
 -- column combined by its kind; p_hist combines the histograms. Order-
--- independent, so that a rerun gives the same bits whatever order the rows
+-- independent, so that a rerun gives the same value whatever order the rows
 -- are read in, without a sort per group and aggregate: float sums are exact
--- (_exact_sum_sql), histograms are multisets.
+-- decimals, histograms are multisets.
 CREATE OR REPLACE FUNCTION _rollup_aggregates(p_hist text) RETURNS text
 LANGUAGE sql STABLE AS $$
     SELECT string_agg(
-               CASE WHEN c LIKE '%\_hist' THEN format('%s(a.%I)', p_hist, c)
-                    WHEN c IN ('engagement_seconds', 'mobile_score_sum', 'desktop_score_sum')
-                        THEN _exact_sum_sql(format('a.%I', c))
-                    ELSE format('sum(a.%I)', c) END, ', ')
-    FROM unnest(_aggregate_columns()) c
+               CASE WHEN kind = 'hist' THEN format('%s(a.%I)', p_hist, name)
+                    ELSE format('sum(a.%I)', name) END, ', ' ORDER BY ord)
+    FROM catalog_measures()
 $$;
 
 -- One roll-up stage: dirty (page, period) keys of p_stage in [p_from, p_to),
--- each recomputed from the finer table's rows inside the period; marks the
--- next stage's (page, coarser period) dirty.
+-- each recomputed from the finer table's rows inside the period, marking the
+-- next stage's (page, coarser period) dirty; then the stage's deltas outside
+-- those keys, added to its rows and handed on per coarser period.
 CREATE OR REPLACE FUNCTION _stage_rollup(
     p_stage text, p_from timestamptz, p_to timestamptz,
     OUT rows_in bigint, OUT rows_out bigint
@@ -678,6 +847,7 @@ DECLARE
     v_hist text;          -- how histograms combine at this level
     v_aggregates text;
     v_filled boolean;
+    v_deltas bigint;
 BEGIN
     CASE p_stage
         WHEN 'daily' THEN
@@ -704,31 +874,47 @@ BEGIN
     INSERT INTO _rollup_keys SELECT page_id, period_start FROM keys;
     GET DIAGNOSTICS rows_in = ROW_COUNT;
     ANALYZE _rollup_keys;
+    v_deltas := _take_deltas(p_stage, p_from, p_to, 'a.period_start');
+    rows_out := 0;
 
-    v_aggregates := _rollup_aggregates(v_hist);
-    v_filled := _window_filled(v_target, p_from, p_to);
-    IF v_filled THEN
-        -- The window's bounds on the finer table as well: without them, and
-        -- without statistics on it, the planner may read the whole table.
-        EXECUTE _upsert_sql(v_target, format(
-            'SELECT k.period, a.page_id, min(a.site_id), %s FROM %I a '
-            'JOIN _rollup_keys k ON k.page_id = a.page_id '
-            '  AND a.period_start >= k.period AND a.period_start < k.period + %L::interval '
-            'WHERE a.period_start >= $1 AND a.period_start < $2 '
-            'GROUP BY k.period, a.page_id ORDER BY a.page_id, k.period',
-            v_aggregates, v_source, '1 ' || v_unit), true) USING p_from, p_to;
-    ELSE
-        EXECUTE _upsert_sql(v_target, _first_load_select(
-            '_rollup_keys', v_source, 'period_start', format('utc_trunc(%L, a.period_start)', v_unit),
-            v_aggregates), false) USING p_from, p_to;
+    IF rows_in > 0 THEN
+        v_aggregates := _rollup_aggregates(v_hist);
+        v_filled := _window_filled(v_target, p_from, p_to);
+        IF v_filled THEN
+            -- The window's bounds on the finer table as well: without them, and
+            -- without statistics on it, the planner may read the whole table.
+            EXECUTE _upsert_sql(v_target, format(
+                'SELECT k.period, a.page_id, min(a.site_id), %s FROM %I a '
+                'JOIN _rollup_keys k ON k.page_id = a.page_id '
+                '  AND a.period_start >= k.period AND a.period_start < k.period + %L::interval '
+                'WHERE a.period_start >= $1 AND a.period_start < $2 '
+                'GROUP BY k.period, a.page_id ORDER BY a.page_id, k.period',
+                v_aggregates, v_source, '1 ' || v_unit), true) USING p_from, p_to;
+            GET DIAGNOSTICS rows_out = ROW_COUNT;
+            DELETE FROM _deltas d USING _rollup_keys k
+            WHERE d.page_id = k.page_id AND d.period_start = k.period;
+        ELSE
+            EXECUTE _upsert_sql(v_target, _first_load_select(
+                '_rollup_keys', v_source, 'period_start', format('utc_trunc(%L, a.period_start)', v_unit),
+                v_aggregates), false) USING p_from, p_to;
+            GET DIAGNOSTICS rows_out = ROW_COUNT;
+            -- A first load reads the whole window of each page of its keys.
+            DELETE FROM _deltas WHERE page_id IN (SELECT page_id FROM _rollup_keys);
+        END IF;
+
+        IF v_next IS NOT NULL THEN
+            INSERT INTO pipeline_dirty (stage, period_start, page_id)
+            SELECT DISTINCT v_next, utc_trunc(v_next_unit, period), page_id FROM _rollup_keys
+            ORDER BY 2, 3
+            ON CONFLICT DO NOTHING;
+        END IF;
     END IF;
-    GET DIAGNOSTICS rows_out = ROW_COUNT;
-
-    IF v_next IS NOT NULL THEN
-        INSERT INTO pipeline_dirty (stage, period_start, page_id)
-        SELECT DISTINCT v_next, utc_trunc(v_next_unit, period), page_id FROM _rollup_keys
-        ORDER BY 2, 3
-        ON CONFLICT DO NOTHING;
+    IF v_deltas > 0 THEN
+        rows_in := rows_in + v_deltas;
+        rows_out := rows_out + _apply_deltas(v_target, 'SELECT * FROM _deltas');
+        IF v_next IS NOT NULL THEN
+            PERFORM _pass_deltas(v_next, v_next_unit);
+        END IF;
     END IF;
 END
 $fn$;
@@ -773,14 +959,28 @@ BEGIN
 END
 $fn$;
 
--- The daily stage: pages' days, then the site-days they belong to.
+-- The daily stage: pages' days, then the site-days they belong to: those of
+-- recomputed keys recomputed from agg_daily, the others kept by the deltas
+-- the pages' days took, summed per site and day.
 CREATE OR REPLACE FUNCTION stage_daily(p_from timestamptz, p_to timestamptz,
                                        OUT rows_in bigint, OUT rows_out bigint)
 LANGUAGE plpgsql AS $fn$
 BEGIN
     SELECT r.rows_in, r.rows_out INTO rows_in, rows_out FROM _stage_rollup('daily', p_from, p_to) r;
-    PERFORM site_daily_refresh(
-        'SELECT DISTINCT k.period, p.site_id FROM _rollup_keys k JOIN page p ON p.id = k.page_id',
-        p_from, p_to);
+    CREATE TEMP TABLE IF NOT EXISTS _site_days (period_start timestamptz, site_id integer)
+        ON COMMIT DROP;
+    TRUNCATE _site_days;
+    INSERT INTO _site_days
+    SELECT DISTINCT k.period, p.site_id FROM _rollup_keys k JOIN page p ON p.id = k.page_id;
+    IF FOUND THEN
+        PERFORM site_daily_refresh('SELECT period_start, site_id FROM _site_days', p_from, p_to);
+    END IF;
+    IF EXISTS (SELECT FROM _deltas) THEN
+        PERFORM _apply_deltas('agg_site_daily', format(
+            'SELECT a.period_start, a.site_id, %s FROM _deltas a '
+            'WHERE NOT EXISTS (SELECT FROM _site_days s '
+            '                  WHERE s.period_start = a.period_start AND s.site_id = a.site_id) '
+            'GROUP BY a.period_start, a.site_id', _rollup_aggregates('hist_cat_agg')), 'site_id');
+    END IF;
 END
 $fn$;
