@@ -261,6 +261,11 @@ METRIFLOW_INTERVAL_HOURS = env.int("METRIFLOW_INTERVAL_HOURS", default=4)
 METRIFLOW_INGEST_BATCH_SIZE = env.int("METRIFLOW_INGEST_BATCH_SIZE", default=1_000_000)
 # Files ingested at the same time by one `manage.py ingest`.
 METRIFLOW_INGEST_PARALLEL = env.int("METRIFLOW_INGEST_PARALLEL", default=2)
+# Files smaller than this in all are read in the calling process: starting a worker
+# process (Django set up afresh) costs about a second, more than reading them.
+METRIFLOW_INGEST_PARALLEL_MIN_BYTES = env.int(
+    "METRIFLOW_INGEST_PARALLEL_MIN_BYTES", default=32 * 1024 * 1024
+)
 # Bounds of one input record (docs/architecture.md, "Ingestion", Bounds): a record
 # breaking one is rejected with its position and the reason, the rest of the file loads.
 METRIFLOW_INGEST_MAX_RECORD_BYTES = env.int("METRIFLOW_INGEST_MAX_RECORD_BYTES", default=65_536)

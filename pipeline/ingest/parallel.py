@@ -85,12 +85,18 @@ def ingest_files(
     **options,
 ) -> list[FileResult]:
     """Ingests every file (in parallel up to ``parallel``); results in the order given.
+    Without ``parallel``, files under ``METRIFLOW_INGEST_PARALLEL_MIN_BYTES`` in all are
+    read one after the other in this process.
 
     ``show_progress`` draws a bar on stderr (default: when both stdout and
     stderr are terminals). ``on_progress`` is called with every file's
     progress a few times a second and once at the end.
     """
     paths = list(paths)
+    if parallel is None and (
+        sum(file_size(p) for p in paths) < settings.METRIFLOW_INGEST_PARALLEL_MIN_BYTES
+    ):
+        parallel = 1  # small files: a worker process would take longer to start
     parallel = max(1, min(parallel or settings.METRIFLOW_INGEST_PARALLEL, len(paths)))
     if show_progress is None:
         show_progress = sys.stdout.isatty() and sys.stderr.isatty()
