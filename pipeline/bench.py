@@ -7,6 +7,12 @@ and prints, per stage, windows, keys in, rows out, seconds and rows/s, then
 the whole chain from files to yearly. Then ingests the late files and drains
 again, and prints the late batch's cost as a fraction of the full run; then the
 same for a batch that re-delivers the newest 1% of the hours with new values.
+
+Between the full run and the late batches, DuckDB (in memory, 2 threads,
+``pipeline/bench_duckdb.py``) reads the same main files and computes the daily
+and monthly roll-ups with exact percentiles; its time is printed beside the
+full run's, and its monthly users, views and vital counts are compared with
+``agg_monthly``.
 """
 
 from __future__ import annotations
@@ -106,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         rate = rows_out / seconds if seconds else 0
         print(f"{stage:<10}{windows:>9,}{rows_in:>12,}{rows_out:>12,}{seconds:>9.2f}{rate:>11,.0f}")
     print(f"whole chain, files to yearly: {full:.2f} s ({records / full:,.0f} records/s)")
+    compare_with_duckdb(data, full)
 
     def late_batch(label: str, names: list[str]) -> None:
         late_ingest = ingest(names)
@@ -128,6 +135,31 @@ def main(argv: list[str] | None = None) -> int:
         ["recent/ga.json", "recent/psi.json"],
     )
     return 0
+
+
+def compare_with_duckdb(data: Path, full: float) -> None:
+    """DuckDB over the same main files; its time against ``full``, its counts against ours."""
+    from django.db import connection
+
+    from pipeline import bench_duckdb
+
+    duck = bench_duckdb.run(data / "ga.json", data / "psi.json", threads=2)
+    try:
+        print(
+            f"DuckDB (in memory, {duck.threads} threads, files to daily+monthly with exact "
+            f"percentiles): {duck.seconds:.2f} s; Metriflow files to yearly {full:.2f} s "
+            f"= {full / duck.seconds:.1f}x DuckDB"
+        )
+        columns = bench_duckdb.AGREEMENT_COLUMNS
+        with connection.cursor() as cursor:
+            difference = bench_duckdb.first_difference(duck, cursor, "monthly", columns)
+        page_months = duck.count("monthly")
+    finally:
+        duck.close()
+    print(
+        "DuckDB against agg_monthly (users, views and every vital's n per page-month): "
+        + (f"agree ({page_months:,} page-months)" if difference is None else difference)
+    )
 
 
 if __name__ == "__main__":
