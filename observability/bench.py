@@ -21,19 +21,21 @@ import time
 from pathlib import Path
 
 import psycopg
+from psycopg import sql
 
+from pipeline.catalog import TIME_STAGES
 from pipeline.ingest.bench import conninfo, database_url
 
 REPO = Path(__file__).resolve().parents[1]
 BENCH_DB = "metriflow_bench_metrics"
-TIME_STAGES = ("page", "interval", "daily", "monthly", "yearly")
 
 
 def prepare(batches: int, runs: int, dirty: int, failures: int) -> None:
     year = 365 * 86400  # the starts of the runs, spread over the last year
     with psycopg.connect(conninfo("postgres"), autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{BENCH_DB}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{BENCH_DB}"')
+        database = sql.Identifier(BENCH_DB)
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(database))
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(database))
     env = {**os.environ, "DATABASE_URL": database_url(BENCH_DB), "DJANGO_DEBUG": "false"}
     subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v0"],
                    cwd=REPO, env=env, check=True)  # fmt: skip

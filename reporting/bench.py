@@ -24,6 +24,7 @@ import urllib.request
 from pathlib import Path
 
 import psycopg
+from psycopg import sql
 
 from pipeline.ingest.bench import conninfo, database_url
 
@@ -86,8 +87,8 @@ def load_data(records: int, data_dir: Path) -> dict:
             manage("migrate", "--noinput", "-v0")  # a reused database gets new migrations
             return json.loads((data_dir / "manifest.json").read_text())
     with psycopg.connect(conninfo(), autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{DB}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{DB}"')
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(DB)))
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DB)))
     manage("migrate", "--noinput", "-v0")
     subprocess.run(
         [
@@ -109,7 +110,9 @@ def load_data(records: int, data_dir: Path) -> dict:
     manage("ingest", "--no-progress", str(data_dir / "ga.json"), str(data_dir / "psi.json"))
     manage("pipeline", "run")
     with psycopg.connect(conninfo(), autocommit=True) as conn:
-        conn.execute(f"COMMENT ON DATABASE \"{DB}\" IS '{marker}'")
+        conn.execute(
+            sql.SQL("COMMENT ON DATABASE {} IS {}").format(sql.Identifier(DB), sql.Literal(marker))
+        )
     return json.loads((data_dir / "manifest.json").read_text())
 
 

@@ -32,6 +32,7 @@ from pathlib import Path
 
 import psutil
 import psycopg
+from psycopg import sql
 
 REPO = Path(__file__).resolve().parents[2]
 # Dropped and re-created by every run; METRIFLOW_BENCH_DB names another one.
@@ -70,8 +71,9 @@ def _env() -> dict[str, str]:
 
 def prepare_database() -> None:
     with psycopg.connect(conninfo(), autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{BENCH_DB}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{BENCH_DB}"')
+        database = sql.Identifier(BENCH_DB)
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(database))
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(database))
     subprocess.run(
         [sys.executable, "manage.py", "migrate", "--noinput", "-v0"],
         cwd=REPO,
@@ -177,15 +179,22 @@ def server_copy(csv_dir: Path, sources: list[str]) -> float:
     """Seconds for the server-side COPY FROM of the exported CSVs (in parallel when several)."""
     with psycopg.connect(conninfo(BENCH_DB), autocommit=True) as conn:
         for source in sources:
-            conn.execute(f"DROP TABLE IF EXISTS copy_{source}")
-            conn.execute(f"CREATE TABLE copy_{source} (LIKE raw_{source})")
+            copy = sql.Identifier(f"copy_{source}")
+            conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(copy))
+            conn.execute(
+                sql.SQL("CREATE TABLE {} (LIKE {})").format(copy, sql.Identifier(f"raw_{source}"))
+            )
     errors: list[BaseException] = []
 
     def load(source: str) -> None:
         try:
             with psycopg.connect(conninfo(BENCH_DB), autocommit=True) as conn:
                 path = csv_dir / f"{source}.csv"
-                conn.execute(f"COPY copy_{source} FROM '{path}' WITH (FORMAT csv)")
+                conn.execute(
+                    sql.SQL("COPY {} FROM {} WITH (FORMAT csv)").format(
+                        sql.Identifier(f"copy_{source}"), sql.Literal(str(path))
+                    )
+                )
         except BaseException as exc:
             errors.append(exc)
 
@@ -212,7 +221,9 @@ def export_csv(csv_dir: Path) -> None:
             ).fetchone()[0]
             path = csv_dir / f"{source}.csv"
             conn.execute(
-                f"COPY (SELECT * FROM raw_{source}_b{batch}) TO '{path}' WITH (FORMAT csv)"
+                sql.SQL("COPY (SELECT * FROM {}) TO {} WITH (FORMAT csv)").format(
+                    sql.Identifier(f"raw_{source}_b{batch}"), sql.Literal(str(path))
+                )
             )
 
 
