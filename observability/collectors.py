@@ -35,7 +35,11 @@ logger = logging.getLogger(__name__)
 # Every query of one scrape, in one snapshot. Windows by ledger status are grouped
 # generically, so a new status shows up without a change here.
 LEDGER_SQL = "SELECT stage, status, count(*) FROM pipeline_ledger GROUP BY 1, 2"
-DIRTY_SQL = "SELECT stage, count(*) FROM pipeline_dirty GROUP BY 1"
+# Pending work per time stage: dirty keys to recompute and deltas to add.
+DIRTY_SQL = (
+    "SELECT stage, count(*) FROM (SELECT stage FROM pipeline_dirty "
+    "UNION ALL SELECT stage FROM pipeline_delta) AS pending GROUP BY 1"
+)
 # The run history grows without end (a row per run): its totals are kept per process.
 # A run's row is written when the run ends, so runs that started more than
 # RUN_SETTLED_AFTER ago are all there (no run lasts that long: the task time limit
@@ -187,7 +191,8 @@ class PipelineCollector(_ServiceCollector):
 
         keys = _gauge(
             "metriflow_pipeline_dirty_keys",
-            "(page, period) keys a stage still has to recompute (pipeline_dirty).",
+            "Work a stage still has to do: (page, period) keys to recompute (pipeline_dirty) "
+            "and changes to add (pipeline_delta).",
             ["stage"],
         )
         dirty_by_stage = dict(dirty)

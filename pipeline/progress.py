@@ -106,7 +106,10 @@ def backlog() -> Backlog:
             by_status[status] = by_status.get(status, 0) + count
         cursor.execute("SELECT count(*) FROM pipeline_outbox WHERE published_at IS NULL")
         unpublished = cursor.fetchone()[0]
-        cursor.execute("SELECT stage, count(*) FROM pipeline_dirty GROUP BY 1")
+        cursor.execute(
+            "SELECT stage, count(*) FROM (SELECT stage FROM pipeline_dirty "
+            "UNION ALL SELECT stage FROM pipeline_delta) AS pending GROUP BY 1"
+        )
         dirty = dict(cursor.fetchall())
         cursor.execute(
             "SELECT stage, coalesce('batch ' || batch_id, to_char(window_start AT TIME ZONE "

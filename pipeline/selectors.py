@@ -39,7 +39,10 @@ def stage_states() -> list[StageState]:
         cursor.execute("SELECT stage, status, count(*) FROM pipeline_ledger GROUP BY 1, 2")
         for stage, status, count in cursor.fetchall():
             ledger.setdefault(stage, {})[status] = count
-        cursor.execute("SELECT stage, count(*) FROM pipeline_dirty GROUP BY 1")
+        cursor.execute(
+            "SELECT stage, count(*) FROM (SELECT stage FROM pipeline_dirty "
+            "UNION ALL SELECT stage FROM pipeline_delta) AS pending GROUP BY 1"
+        )
         dirty = dict(cursor.fetchall())
         cursor.execute(
             "SELECT source, status, count(*) FROM ingest_batch GROUP BY 1, 2 ORDER BY 1, 2"
@@ -62,7 +65,8 @@ def stage_states() -> list[StageState]:
 
 
 # The age of each stage's oldest pending work, by PostgreSQL's clock: its oldest dirty
-# key (``pipeline_dirty.marked_at``, kept from its first mark); for ``raw``, its oldest
+# key (``pipeline_dirty.marked_at``, kept from its first mark) or delta
+# (``pipeline_delta.marked_at``); for ``raw``, its oldest
 # file queued for ingestion and not yet ingested (served by ingest_request_open); for
 # ``staged``, its oldest batch loaded and not yet staged (the ledger row's creation);
 # for the time stages, their oldest unfinished window's last change (a window's row is
@@ -80,6 +84,9 @@ FROM pipeline_ledger WHERE stage <> 'staged' AND status <> 'done' GROUP BY stage
 UNION ALL
 SELECT stage, extract(epoch FROM now() - min(marked_at))::float8
 FROM pipeline_dirty GROUP BY stage
+UNION ALL
+SELECT stage, extract(epoch FROM now() - min(marked_at))::float8
+FROM pipeline_delta GROUP BY stage
 """
 
 

@@ -13,8 +13,9 @@ import random
 from datetime import UTC, datetime
 
 import pytest
+from django.db import connection
 
-from pipeline import stages
+from pipeline import selectors, stages
 
 from .contract import generate, read_records, violations
 from .test_stages import (
@@ -72,7 +73,14 @@ def test_a_late_page_hour_rewrites_one_row_per_level(base):
     late = [write(tmp_path / "ga_late1.json", [corrected]),
             write(tmp_path / "psi_late1.json", [measured])]  # fmt: skip
     ingest_in_order(late)
-    runs = {run.stage: run for run in stages.drain()}
+    runs = {run.stage: run for run in stages.drain(("staged", "page"))}
+    # The interval stage's deltas are pending work: status, lag and metrics see them.
+    pending = {state.stage: state.dirty for state in selectors.stage_states()}
+    assert pending["interval"] == 2 and pending["daily"] == 0, pending
+    with connection.cursor() as cursor:
+        assert "interval" in selectors.pipeline_lag(cursor).stages
+    assert stages.dirty_windows("interval")
+    runs |= {run.stage: run for run in stages.drain()}
     # Two page-hours changed: each level rewrites at most two rows, whatever the size
     # of the periods holding them, and recomputes nothing (no dirty key passed on).
     assert runs["page"].rows_out == 2

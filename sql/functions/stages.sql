@@ -265,6 +265,9 @@ BEGIN
     END IF;
     GET DIAGNOSTICS v_rows = ROW_COUNT;
     IF v_empty THEN
+        -- Enough memory to sort the keys of a large first load in one pass
+        -- (13M rows: about 0.8 GB; the server's default is 64 MB, which spills).
+        PERFORM set_config('maintenance_work_mem', '1GB', true);
         EXECUTE format('ALTER TABLE %I ADD CONSTRAINT %I PRIMARY KEY (%s)', v_table,
                        v_table || '_pkey',
                        CASE p_source WHEN 'ga' THEN 'page_id, hour'
@@ -669,6 +672,10 @@ DECLARE
 BEGIN
     CREATE TEMP TABLE IF NOT EXISTS _deltas (LIKE agg_interval) ON COMMIT DROP;
     TRUNCATE _deltas;
+    IF NOT EXISTS (SELECT FROM pipeline_delta
+                   WHERE stage = p_stage AND period_start >= p_from AND period_start < p_to) THEN
+        RETURN 0;  -- a first load: no statement of 50 aggregates to plan for nothing
+    END IF;
     EXECUTE format(
         'WITH taken AS ('
         '  DELETE FROM pipeline_delta WHERE stage = $1 AND period_start >= $2 AND period_start < $3'

@@ -30,6 +30,9 @@ INSERT INTO staged_ga (hour, page_id, users, sessions, views, bounces,
         ORDER BY (page_id::bigint << 32) + floor(date_part('epoch', hour) / 3600)::bigint;
 
 -- ---- statement 7
+SELECT set_config('maintenance_work_mem', '1GB', true);
+
+-- ---- statement 8
 WITH src AS MATERIALIZED (
             SELECT DISTINCT ON (page_id, hour) *
             FROM raw_ga WHERE batch_id = p_batch
@@ -63,7 +66,7 @@ WITH src AS MATERIALIZED (
         )
         SELECT (SELECT count(*) FROM src), (SELECT count(*) FROM changed);
 
--- ---- statement 8
+-- ---- statement 9
 SELECT rows_in, rows_out FROM stage_staged($1);
 
 -- ======== run 2 of 4: psi batch, repeating a key, into an empty staged table
@@ -94,6 +97,9 @@ INSERT INTO staged_psi (hour, page_id, strategy, measured_at, performance_score,
                  + (strategy = 'mobile')::integer;
 
 -- ---- statement 7
+SELECT set_config('maintenance_work_mem', '1GB', true);
+
+-- ---- statement 8
 WITH src AS MATERIALIZED (
             SELECT DISTINCT ON (page_id, utc_trunc('hour', measured_at), strategy)
                    utc_trunc('hour', measured_at) AS hour, *
@@ -130,7 +136,7 @@ WITH src AS MATERIALIZED (
         )
         SELECT (SELECT count(*) FROM src), (SELECT count(*) FROM changed);
 
--- ---- statement 8
+-- ---- statement 9
 SELECT rows_in, rows_out FROM stage_staged($1);
 
 -- ======== run 3 of 4: ga batch, late records, over keys staged already

@@ -30,12 +30,15 @@ INSERT INTO staged_ga (hour, page_id, users, sessions, views, bounces,
         ORDER BY (page_id::bigint << 32) + floor(date_part('epoch', hour) / 3600)::bigint;
 
 -- ---- statement 7
-INSERT INTO pipeline_dirty AS d (stage, period_start, page_id, hours) SELECT 'page', utc_trunc('day', hour), page_id, bit_or(hour_bit(hour)) FROM raw_ga WHERE batch_id = $1 GROUP BY 2, 3 ORDER BY 2, 3 ON CONFLICT (stage, period_start, page_id) DO UPDATE SET hours = d.hours | EXCLUDED.hours WHERE d.hours <> d.hours | EXCLUDED.hours;
+SELECT set_config('maintenance_work_mem', '1GB', true);
 
 -- ---- statement 8
-SELECT _mark_batch_page_dirty(p_source, p_batch);
+INSERT INTO pipeline_dirty AS d (stage, period_start, page_id, hours) SELECT 'page', utc_trunc('day', hour), page_id, bit_or(hour_bit(hour)) FROM raw_ga WHERE batch_id = $1 GROUP BY 2, 3 ORDER BY 2, 3 ON CONFLICT (stage, period_start, page_id) DO UPDATE SET hours = d.hours | EXCLUDED.hours WHERE d.hours <> d.hours | EXCLUDED.hours;
 
 -- ---- statement 9
+SELECT _mark_batch_page_dirty(p_source, p_batch);
+
+-- ---- statement 10
 SELECT rows_in, rows_out FROM stage_staged($1);
 
 -- ======== run 2 of 2: psi batch, no key repeated, into an empty staged table
@@ -66,10 +69,13 @@ INSERT INTO staged_psi (hour, page_id, strategy, measured_at, performance_score,
                  + (strategy = 'mobile')::integer;
 
 -- ---- statement 7
-INSERT INTO pipeline_dirty AS d (stage, period_start, page_id, hours) SELECT 'page', utc_trunc('day', measured_at), page_id, bit_or(hour_bit(measured_at)) FROM raw_psi WHERE batch_id = $1 GROUP BY 2, 3 ORDER BY 2, 3 ON CONFLICT (stage, period_start, page_id) DO UPDATE SET hours = d.hours | EXCLUDED.hours WHERE d.hours <> d.hours | EXCLUDED.hours;
+SELECT set_config('maintenance_work_mem', '1GB', true);
 
 -- ---- statement 8
-SELECT _mark_batch_page_dirty(p_source, p_batch);
+INSERT INTO pipeline_dirty AS d (stage, period_start, page_id, hours) SELECT 'page', utc_trunc('day', measured_at), page_id, bit_or(hour_bit(measured_at)) FROM raw_psi WHERE batch_id = $1 GROUP BY 2, 3 ORDER BY 2, 3 ON CONFLICT (stage, period_start, page_id) DO UPDATE SET hours = d.hours | EXCLUDED.hours WHERE d.hours <> d.hours | EXCLUDED.hours;
 
 -- ---- statement 9
+SELECT _mark_batch_page_dirty(p_source, p_batch);
+
+-- ---- statement 10
 SELECT rows_in, rows_out FROM stage_staged($1);
