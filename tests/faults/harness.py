@@ -207,7 +207,7 @@ def waiting_stage_backends(conninfo: str, stage: str) -> set[int]:
         conninfo,
         "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
         "AND wait_event_type = 'Lock' AND query LIKE %s",
-        [f"%stage_{stage}(%"],
+        [f'%"stage_{stage}"(%'],  # the call, as pipeline/stages.py quotes it
     )
     return {pid for (pid,) in rows}
 
@@ -217,7 +217,7 @@ def stage_backends(conninfo: str, stage: str) -> set[int]:
         conninfo,
         "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
         "AND state <> 'idle' AND query LIKE %s AND pid <> pg_backend_pid()",
-        [f"%stage_{stage}(%"],
+        [f'%"stage_{stage}"(%'],  # the call, as pipeline/stages.py quotes it
     )
     return {pid for (pid,) in rows}
 
