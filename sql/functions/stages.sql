@@ -412,14 +412,9 @@ CREATE OR REPLACE FUNCTION stage_page(
 )
 LANGUAGE plpgsql SET jit = off SET work_mem = '128MB' AS $fn$
 DECLARE
-    v_columns text := 'users, sessions, views, bounces, '
-        'engagement_seconds, mobile_score, mobile_lcp_ms, mobile_fcp_ms, mobile_inp_ms, '
-        'mobile_ttfb_ms, mobile_cls, desktop_score, desktop_lcp_ms, desktop_fcp_ms, '
-        'desktop_inp_ms, desktop_ttfb_ms, desktop_cls';
-    -- GA's columns, then PSI's pivoted (m_: mobile, d_: desktop), as merged below.
-    v_values text := 'ga.users, ga.sessions, ga.views, ga.bounces, ga.engagement_seconds, '
-        'psi.m_score, psi.m_lcp, psi.m_fcp, psi.m_inp, psi.m_ttfb, psi.m_cls, '
-        'psi.d_score, psi.d_lcp, psi.d_fcp, psi.d_inp, psi.d_ttfb, psi.d_cls';
+    v_columns text;   -- page_hour's columns after the key, in table order
+    v_values text;    -- each from GA (traffic) or PSI pivoted (per strategy), as merged below
+    v_merged text;    -- the same columns of a merged row (alias m)
     v_pivot text;
     v_conflict text;
 BEGIN
@@ -441,14 +436,25 @@ BEGIN
     GET DIAGNOSTICS rows_in = ROW_COUNT;
     ANALYZE _stage_keys;
 
-    SELECT string_agg(format('max(p.%1$I) FILTER (WHERE p.strategy = %2$L) AS %3$s_%4$s',
-                             c.col, s.strategy, left(s.strategy, 1), c.alias), ', '
+    -- The column lists from the catalog and page_hour itself: PSI's score and
+    -- every vital, pivoted per strategy to page_hour's <strategy>_<column>.
+    SELECT string_agg(format('max(p.%1$I) FILTER (WHERE p.strategy = %2$L) AS %3$I',
+                             c.col, s.strategy, s.strategy || '_' || c.alias), ', '
                       ORDER BY s.ord, c.ord)
       INTO v_pivot
       FROM catalog_strategies() AS s (ord, strategy)
-     CROSS JOIN (VALUES (1, 'performance_score', 'score'), (2, 'lcp_ms', 'lcp'),
-                        (3, 'fcp_ms', 'fcp'), (4, 'inp_ms', 'inp'), (5, 'ttfb_ms', 'ttfb'),
-                        (6, 'cls', 'cls')) AS c (ord, col, alias);
+     CROSS JOIN (SELECT 0, 'performance_score', 'score'
+                 UNION ALL SELECT position, name, name FROM vital) AS c (ord, col, alias);
+    SELECT string_agg(quote_ident(attname), ', ' ORDER BY attnum),
+           string_agg(CASE WHEN attname IN (SELECT name FROM catalog_measures()
+                                            WHERE strategy IS NULL AND kind <> 'count')
+                           THEN 'ga.' ELSE 'psi.' END || quote_ident(attname), ', '
+                      ORDER BY attnum),
+           string_agg('m.' || quote_ident(attname), ', ' ORDER BY attnum)
+      INTO v_columns, v_values, v_merged
+      FROM pg_attribute
+     WHERE attrelid = 'page_hour'::regclass AND attnum > 0 AND NOT attisdropped
+       AND attname NOT IN ('hour', 'page_id', 'site_id');
 
     IF NOT EXISTS (SELECT FROM page_hour WHERE hour >= p_from AND hour < p_to) THEN
         EXECUTE format($sql$
@@ -510,16 +516,14 @@ BEGIN
             FROM ga FULL OUTER JOIN psi ON psi.page_id = ga.page_id AND psi.hour = ga.hour
         ), written AS (
             INSERT INTO page_hour AS t (hour, page_id, site_id, %1$s)
-            SELECT m.hour, m.page_id, pg.site_id, m.users, m.sessions, m.views, m.bounces,
-                   m.engagement_seconds, m.m_score, m.m_lcp, m.m_fcp, m.m_inp, m.m_ttfb, m.m_cls,
-                   m.d_score, m.d_lcp, m.d_fcp, m.d_inp, m.d_ttfb, m.d_cls
+            SELECT m.hour, m.page_id, pg.site_id, %5$s
             FROM merged m JOIN page pg ON pg.id = m.page_id
             ORDER BY m.page_id, m.hour
             %4$s
             RETURNING t.*
         )
         INSERT INTO _page_new SELECT * FROM written
-        $sql$, v_columns, v_values, v_pivot, v_conflict);
+        $sql$, v_columns, v_values, v_pivot, v_conflict, v_merged);
         GET DIAGNOSTICS rows_out = ROW_COUNT;
         EXECUTE format(
             'INSERT INTO pipeline_delta (stage, period_start, page_id, site_id, %s) '
