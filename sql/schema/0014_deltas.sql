@@ -61,3 +61,18 @@ BEGIN
     END LOOP;
 END
 $$;
+
+-- A late batch updates rows in place, spread over the tables. With room left on
+-- each page, such an update is a HOT update: the new version goes on the same
+-- page and no index is touched (the aggregate tables carry three, page_hour
+-- and the staged tables two); a full page moves it elsewhere and adds an entry
+-- to every index. 10% of each page is kept free from now on (tables written
+-- before keep their layout until rewritten, e.g. by a rebuild).
+ALTER TABLE staged_ga SET (fillfactor = 90);
+ALTER TABLE staged_psi SET (fillfactor = 90);
+ALTER TABLE page_hour SET (fillfactor = 90);
+ALTER TABLE agg_interval SET (fillfactor = 90);
+ALTER TABLE agg_daily SET (fillfactor = 90);
+ALTER TABLE agg_monthly SET (fillfactor = 90);
+ALTER TABLE agg_yearly SET (fillfactor = 90);
+ALTER TABLE agg_site_daily SET (fillfactor = 90);
