@@ -71,18 +71,18 @@ CREATE TEMP TABLE IF NOT EXISTS _page_new ON COMMIT DROP AS
 
 -- ---- statement 12
 INSERT INTO _page_old
-        SELECT t.* FROM _stage_ranges r
+        SELECT t.* FROM (SELECT * FROM _stage_ranges ORDER BY page_id, lo) AS r
         CROSS JOIN LATERAL (SELECT * FROM page_hour t WHERE t.page_id = r.page_id
                             AND t.hour >= r.lo AND t.hour < r.hi OFFSET 0) AS t;
 
 -- ---- statement 13
         WITH ga AS (
-            SELECT g.* FROM _stage_ranges r
+            SELECT g.* FROM (SELECT * FROM _stage_ranges ORDER BY page_id, lo) AS r
             CROSS JOIN LATERAL (SELECT * FROM staged_ga g WHERE g.page_id = r.page_id
                                 AND g.hour >= r.lo AND g.hour < r.hi OFFSET 0) AS g
         ), psi AS (
             SELECT p.page_id, p.hour, max(p.performance_score) FILTER (WHERE p.strategy = 'mobile') AS mobile_score, max(p.lcp_ms) FILTER (WHERE p.strategy = 'mobile') AS mobile_lcp_ms, max(p.fcp_ms) FILTER (WHERE p.strategy = 'mobile') AS mobile_fcp_ms, max(p.inp_ms) FILTER (WHERE p.strategy = 'mobile') AS mobile_inp_ms, max(p.ttfb_ms) FILTER (WHERE p.strategy = 'mobile') AS mobile_ttfb_ms, max(p.cls) FILTER (WHERE p.strategy = 'mobile') AS mobile_cls, max(p.performance_score) FILTER (WHERE p.strategy = 'desktop') AS desktop_score, max(p.lcp_ms) FILTER (WHERE p.strategy = 'desktop') AS desktop_lcp_ms, max(p.fcp_ms) FILTER (WHERE p.strategy = 'desktop') AS desktop_fcp_ms, max(p.inp_ms) FILTER (WHERE p.strategy = 'desktop') AS desktop_inp_ms, max(p.ttfb_ms) FILTER (WHERE p.strategy = 'desktop') AS desktop_ttfb_ms, max(p.cls) FILTER (WHERE p.strategy = 'desktop') AS desktop_cls
-            FROM _stage_ranges r
+            FROM (SELECT * FROM _stage_ranges ORDER BY page_id, lo) AS r
             CROSS JOIN LATERAL (SELECT * FROM staged_psi p WHERE p.page_id = r.page_id
                                 AND p.hour >= r.lo AND p.hour < r.hi OFFSET 0) AS p
             GROUP BY p.page_id, p.hour
