@@ -71,7 +71,8 @@ CREATE TEMP TABLE IF NOT EXISTS _page_new ON COMMIT DROP AS
 
 -- ---- statement 12
 INSERT INTO _page_old
-        SELECT t.* FROM (SELECT * FROM _stage_ranges ORDER BY page_id, lo) AS r
+        SELECT t.* FROM (SELECT * FROM _stage_ranges WHERE hi - lo < interval '1 day'
+                         ORDER BY page_id, lo) AS r
         CROSS JOIN LATERAL (SELECT * FROM page_hour t WHERE t.page_id = r.page_id
                             AND t.hour >= r.lo AND t.hour < r.hi OFFSET 0) AS t;
 
@@ -100,22 +101,22 @@ INSERT INTO _page_old
         )
         INSERT INTO _page_new SELECT * FROM written;
 
--- ---- statement 14 (executed 2 times in a row)
+-- ---- statement 14
+DELETE FROM _page_new n USING _stage_keys k
+        WHERE k.hours = 16777215 AND k.page_id = n.page_id AND n.hour >= k.day
+          AND n.hour < k.day + interval '1 day';
+
+-- ---- statement 15
+INSERT INTO pipeline_dirty AS d (stage, period_start, page_id, hours)
+        SELECT 'interval', day, page_id, hours FROM _stage_keys WHERE hours = 16777215
+        ORDER BY day, page_id
+        ON CONFLICT (stage, period_start, page_id) DO UPDATE SET hours = EXCLUDED.hours
+        WHERE d.hours <> EXCLUDED.hours;
+
+-- ---- statement 16 (executed 2 times in a row)
     SELECT array_agg(name ORDER BY ord) FROM catalog_measures();
 
--- ---- statement 15 (executed 30 times in a row)
-    SELECT CASE
-        WHEN p_signed THEN format('coalesce(sum(a.sign) FILTER (WHERE %s), 0)',
-                                  coalesce(p_condition, p_column || ' IS NOT NULL'))
-        WHEN p_condition IS NULL THEN format('count(%s)', p_column)
-        ELSE format('count(*) FILTER (WHERE %s)', p_condition) END;
-
--- ---- statement 16
-    SELECT format('exact_numeric(coalesce(sum(trunc(%1$s)), 0)) '
-                  '+ exact_numeric(coalesce(sum(round((%1$s - trunc(%1$s)) * 1e6)), 0)) '
-                  '* 0.000001', p_column);
-
--- ---- statement 17
+-- ---- statement 17 (executed 30 times in a row)
     SELECT CASE
         WHEN p_signed THEN format('coalesce(sum(a.sign) FILTER (WHERE %s), 0)',
                                   coalesce(p_condition, p_column || ' IS NOT NULL'))
@@ -139,18 +140,30 @@ INSERT INTO _page_old
                   '+ exact_numeric(coalesce(sum(round((%1$s - trunc(%1$s)) * 1e6)), 0)) '
                   '* 0.000001', p_column);
 
--- ---- statement 21 (executed 4 times in a row)
-    SELECT CASE WHEN p_signed THEN format('coalesce(sum(a.sign * %s), 0)', p_column)
-                ELSE format('coalesce(sum(%s), 0)', p_column) END;
-
--- ---- statement 22
+-- ---- statement 21
     SELECT CASE
         WHEN p_signed THEN format('coalesce(sum(a.sign) FILTER (WHERE %s), 0)',
                                   coalesce(p_condition, p_column || ' IS NOT NULL'))
         WHEN p_condition IS NULL THEN format('count(%s)', p_column)
         ELSE format('count(*) FILTER (WHERE %s)', p_condition) END;
 
--- ---- statement 23
+-- ---- statement 22
+    SELECT format('exact_numeric(coalesce(sum(trunc(%1$s)), 0)) '
+                  '+ exact_numeric(coalesce(sum(round((%1$s - trunc(%1$s)) * 1e6)), 0)) '
+                  '* 0.000001', p_column);
+
+-- ---- statement 23 (executed 4 times in a row)
+    SELECT CASE WHEN p_signed THEN format('coalesce(sum(a.sign * %s), 0)', p_column)
+                ELSE format('coalesce(sum(%s), 0)', p_column) END;
+
+-- ---- statement 24
+    SELECT CASE
+        WHEN p_signed THEN format('coalesce(sum(a.sign) FILTER (WHERE %s), 0)',
+                                  coalesce(p_condition, p_column || ' IS NOT NULL'))
+        WHEN p_condition IS NULL THEN format('count(%s)', p_column)
+        ELSE format('count(*) FILTER (WHERE %s)', p_condition) END;
+
+-- ---- statement 25
     -- One expression per measure of the catalog (pipeline/catalog.py, through
     -- catalog_measures()), in the aggregate tables' column order. A measure's
     -- page_hour column: the vital's, the strategy's score, or the traffic
@@ -175,7 +188,7 @@ INSERT INTO _page_old
           FROM catalog_measures() c) AS m
     LEFT JOIN vital v ON v.name = m.vital;
 
--- ---- statement 24
+-- ---- statement 26
 format(
             'INSERT INTO pipeline_delta (stage, period_start, page_id, site_id, %s) '
             'SELECT ''interval'', a.hour, a.page_id, min(a.site_id), %s FROM ('
@@ -184,8 +197,8 @@ format(
             (SELECT string_agg(format('%I', c), ', ') FROM unnest(_aggregate_columns()) c),
             _measure_select_list(true));
 
--- ---- statement 25
+-- ---- statement 27
 INSERT INTO pipeline_delta (stage, period_start, page_id, site_id, traffic_hours, users, sessions, views, bounces, engagement_seconds, mobile_samples, mobile_score_sum, mobile_lcp_ms_n, mobile_lcp_ms_good, mobile_lcp_ms_poor, mobile_lcp_ms_hist, mobile_fcp_ms_n, mobile_fcp_ms_good, mobile_fcp_ms_poor, mobile_fcp_ms_hist, mobile_inp_ms_n, mobile_inp_ms_good, mobile_inp_ms_poor, mobile_inp_ms_hist, mobile_ttfb_ms_n, mobile_ttfb_ms_good, mobile_ttfb_ms_poor, mobile_ttfb_ms_hist, mobile_cls_n, mobile_cls_good, mobile_cls_poor, mobile_cls_hist, desktop_samples, desktop_score_sum, desktop_lcp_ms_n, desktop_lcp_ms_good, desktop_lcp_ms_poor, desktop_lcp_ms_hist, desktop_fcp_ms_n, desktop_fcp_ms_good, desktop_fcp_ms_poor, desktop_fcp_ms_hist, desktop_inp_ms_n, desktop_inp_ms_good, desktop_inp_ms_poor, desktop_inp_ms_hist, desktop_ttfb_ms_n, desktop_ttfb_ms_good, desktop_ttfb_ms_poor, desktop_ttfb_ms_hist, desktop_cls_n, desktop_cls_good, desktop_cls_poor, desktop_cls_hist) SELECT 'interval', a.hour, a.page_id, min(a.site_id), coalesce(sum(a.sign) FILTER (WHERE a.users IS NOT NULL), 0) AS traffic_hours, coalesce(sum(a.sign * a.users), 0) AS users, coalesce(sum(a.sign * a.sessions), 0) AS sessions, coalesce(sum(a.sign * a.views), 0) AS views, coalesce(sum(a.sign * a.bounces), 0) AS bounces, exact_numeric(coalesce(sum(trunc(a.sign * a.engagement_seconds)), 0)) + exact_numeric(coalesce(sum(round((a.sign * a.engagement_seconds - trunc(a.sign * a.engagement_seconds)) * 1e6)), 0)) * 0.000001 AS engagement_seconds, coalesce(sum(a.sign) FILTER (WHERE a.mobile_score IS NOT NULL), 0) AS mobile_samples, exact_numeric(coalesce(sum(trunc(a.sign * a.mobile_score)), 0)) + exact_numeric(coalesce(sum(round((a.sign * a.mobile_score - trunc(a.sign * a.mobile_score)) * 1e6)), 0)) * 0.000001 AS mobile_score_sum, coalesce(sum(a.sign) FILTER (WHERE a.mobile_lcp_ms IS NOT NULL), 0) AS mobile_lcp_ms_n, coalesce(sum(a.sign) FILTER (WHERE a.mobile_lcp_ms <= 2500), 0) AS mobile_lcp_ms_good, coalesce(sum(a.sign) FILTER (WHERE a.mobile_lcp_ms > 4000), 0) AS mobile_lcp_ms_poor, array_agg((hist_bucket(a.mobile_lcp_ms)::bigint << 32) + a.sign::bigint) FILTER (WHERE a.mobile_lcp_ms IS NOT NULL) AS mobile_lcp_ms_hist, coalesce(sum(a.sign) FILTER (WHERE a.mobile_fcp_ms IS NOT NULL), 0) AS mobile_fcp_ms_n, coalesce(sum(a.sign) FILTER (WHERE a.mobile_fcp_ms <= 1800), 0) AS mobile_fcp_ms_good, coalesce(sum(a.sign) FILTER (WHERE a.mobile_fcp_ms > 3000), 0) AS mobile_fcp_ms_poor, array_agg((hist_bucket(a.mobile_fcp_ms)::bigint << 32) + a.sign::bigint) FILTER (WHERE a.mobile_fcp_ms IS NOT NULL) AS mobile_fcp_ms_hist, coalesce(sum(a.sign) FILTER (WHERE a.mobile_inp_ms IS NOT NULL), 0) AS mobile_inp_ms_n, coalesce(sum(a.sign) FILTER (WHERE a.mobile_inp_ms <= 200), 0) AS mobile_inp_ms_good, coalesce(sum(a.sign) FILTER (WHERE a.mobile_inp_ms > 500), 0) AS mobile_inp_ms_poor, array_agg((hist_bucket(a.mobile_inp_ms)::bigint << 32) + a.sign::bigint) FILTER (WHERE a.mobile_inp_ms IS NOT NULL) AS mobile_inp_ms_hist, coalesce(sum(a.sign) FILTER (WHERE a.mobile_ttfb_ms IS NOT NULL), 0) AS mobile_ttfb_ms_n, coalesce(sum(a.sign) FILTER (WHERE a.mobile_ttfb_ms <= 800), 0) AS mobile_ttfb_ms_good, coalesce(sum(a.sign) FILTER (WHERE a.mobile_ttfb_ms > 1800), 0) AS mobile_ttfb_ms_poor, array_agg((hist_bucket(a.mobile_ttfb_ms)::bigint << 32) + a.sign::bigint) FILTER (WHERE a.mobile_ttfb_ms IS NOT NULL) AS mobile_ttfb_ms_hist, coalesce(sum(a.sign) FILTER (WHERE a.mobile_cls IS NOT NULL), 0) AS mobile_cls_n, coalesce(sum(a.sign) FILTER (WHERE a.mobile_cls <= 0.1), 0) AS mobile_cls_good, coalesce(sum(a.sign) FILTER (WHERE a.mobile_cls > 0.25), 0) AS mobile_cls_poor, array_agg((hist_bucket(a.mobile_cls)::bigint << 32) + a.sign::bigint) FILTER (WHERE a.mobile_cls IS NOT NULL) AS mobile_cls_hist, coalesce(sum(a.sign) FILTER (WHERE a.desktop_score IS NOT NULL), 0) AS desktop_samples, exact_numeric(coalesce(sum(trunc(a.sign * a.desktop_score)), 0)) + exact_numeric(coalesce(sum(round((a.sign * a.desktop_score - trunc(a.sign * a.desktop_score)) * 1e6)), 0)) * 0.000001 AS desktop_score_sum, coalesce(sum(a.sign) FILTER (WHERE a.desktop_lcp_ms IS NOT NULL), 0) AS desktop_lcp_ms_n, coalesce(sum(a.sign) FILTER (WHERE a.desktop_lcp_ms <= 2500), 0) AS desktop_lcp_ms_good, coalesce(sum(a.sign) FILTER (WHERE a.desktop_lcp_ms > 4000), 0) AS desktop_lcp_ms_poor, array_agg((hist_bucket(a.desktop_lcp_ms)::bigint << 32) + a.sign::bigint) FILTER (WHERE a.desktop_lcp_ms IS NOT NULL) AS desktop_lcp_ms_hist, coalesce(sum(a.sign) FILTER (WHERE a.desktop_fcp_ms IS NOT NULL), 0) AS desktop_fcp_ms_n, coalesce(sum(a.sign) FILTER (WHERE a.desktop_fcp_ms <= 1800), 0) AS desktop_fcp_ms_good, coalesce(sum(a.sign) FILTER (WHERE a.desktop_fcp_ms > 3000), 0) AS desktop_fcp_ms_poor, array_agg((hist_bucket(a.desktop_fcp_ms)::bigint << 32) + a.sign::bigint) FILTER (WHERE a.desktop_fcp_ms IS NOT NULL) AS desktop_fcp_ms_hist, coalesce(sum(a.sign) FILTER (WHERE a.desktop_inp_ms IS NOT NULL), 0) AS desktop_inp_ms_n, coalesce(sum(a.sign) FILTER (WHERE a.desktop_inp_ms <= 200), 0) AS desktop_inp_ms_good, coalesce(sum(a.sign) FILTER (WHERE a.desktop_inp_ms > 500), 0) AS desktop_inp_ms_poor, array_agg((hist_bucket(a.desktop_inp_ms)::bigint << 32) + a.sign::bigint) FILTER (WHERE a.desktop_inp_ms IS NOT NULL) AS desktop_inp_ms_hist, coalesce(sum(a.sign) FILTER (WHERE a.desktop_ttfb_ms IS NOT NULL), 0) AS desktop_ttfb_ms_n, coalesce(sum(a.sign) FILTER (WHERE a.desktop_ttfb_ms <= 800), 0) AS desktop_ttfb_ms_good, coalesce(sum(a.sign) FILTER (WHERE a.desktop_ttfb_ms > 1800), 0) AS desktop_ttfb_ms_poor, array_agg((hist_bucket(a.desktop_ttfb_ms)::bigint << 32) + a.sign::bigint) FILTER (WHERE a.desktop_ttfb_ms IS NOT NULL) AS desktop_ttfb_ms_hist, coalesce(sum(a.sign) FILTER (WHERE a.desktop_cls IS NOT NULL), 0) AS desktop_cls_n, coalesce(sum(a.sign) FILTER (WHERE a.desktop_cls <= 0.1), 0) AS desktop_cls_good, coalesce(sum(a.sign) FILTER (WHERE a.desktop_cls > 0.25), 0) AS desktop_cls_poor, array_agg((hist_bucket(a.desktop_cls)::bigint << 32) + a.sign::bigint) FILTER (WHERE a.desktop_cls IS NOT NULL) AS desktop_cls_hist FROM (  SELECT 1 AS sign, * FROM _page_new UNION ALL SELECT -1, * FROM _page_old) AS a GROUP BY a.hour, a.page_id ORDER BY a.hour, a.page_id;
 
--- ---- statement 26
+-- ---- statement 28
 SELECT rows_in, rows_out FROM "stage_page"($1::timestamptz, $2::timestamptz);
