@@ -19,43 +19,18 @@ NOT EXISTS (SELECT FROM pipeline_delta
                    WHERE stage = p_stage AND period_start >= p_from AND period_start < p_to);
 
 -- ---- statement 3
-    SELECT array_agg(name ORDER BY ord) FROM catalog_measures();
-
--- ---- statement 4
     SELECT string_agg(
                CASE WHEN kind = 'hist' THEN format('%s(a.%I)', p_hist, name)
                     ELSE format('sum(a.%I)', name) END, ', ' ORDER BY ord)
     FROM catalog_measures();
 
--- ---- statement 5
+-- ---- statement 4
+SELECT EXISTS (SELECT FROM agg_daily WHERE period_start >= $1 AND period_start < $2);
+
+-- ---- statement 5 (executed 4 times in a row)
     SELECT array_agg(name ORDER BY ord) FROM catalog_measures();
 
 -- ---- statement 6
-format(
-        'WITH taken AS ('
-        '  DELETE FROM pipeline_delta WHERE stage = $1 AND period_start >= $2 AND period_start < $3'
-        '  RETURNING *'
-        ') INSERT INTO _deltas (period_start, page_id, site_id, %3$s) '
-        'SELECT %1$s, a.page_id, min(a.site_id), %2$s FROM taken a GROUP BY 1, 2',
-        p_period, _rollup_aggregates('hist_cat_agg'),
-        (SELECT string_agg(format('%I', c), ', ') FROM unnest(_aggregate_columns()) c));
-
--- ---- statement 7
-WITH taken AS (  DELETE FROM pipeline_delta WHERE stage = $1 AND period_start >= $2 AND period_start < $3  RETURNING *) INSERT INTO _deltas (period_start, page_id, site_id, traffic_hours, users, sessions, views, bounces, engagement_seconds, mobile_samples, mobile_score_sum, mobile_lcp_ms_n, mobile_lcp_ms_good, mobile_lcp_ms_poor, mobile_lcp_ms_hist, mobile_fcp_ms_n, mobile_fcp_ms_good, mobile_fcp_ms_poor, mobile_fcp_ms_hist, mobile_inp_ms_n, mobile_inp_ms_good, mobile_inp_ms_poor, mobile_inp_ms_hist, mobile_ttfb_ms_n, mobile_ttfb_ms_good, mobile_ttfb_ms_poor, mobile_ttfb_ms_hist, mobile_cls_n, mobile_cls_good, mobile_cls_poor, mobile_cls_hist, desktop_samples, desktop_score_sum, desktop_lcp_ms_n, desktop_lcp_ms_good, desktop_lcp_ms_poor, desktop_lcp_ms_hist, desktop_fcp_ms_n, desktop_fcp_ms_good, desktop_fcp_ms_poor, desktop_fcp_ms_hist, desktop_inp_ms_n, desktop_inp_ms_good, desktop_inp_ms_poor, desktop_inp_ms_hist, desktop_ttfb_ms_n, desktop_ttfb_ms_good, desktop_ttfb_ms_poor, desktop_ttfb_ms_hist, desktop_cls_n, desktop_cls_good, desktop_cls_poor, desktop_cls_hist) SELECT a.period_start, a.page_id, min(a.site_id), sum(a.traffic_hours), sum(a.users), sum(a.sessions), sum(a.views), sum(a.bounces), sum(a.engagement_seconds), sum(a.mobile_samples), sum(a.mobile_score_sum), sum(a.mobile_lcp_ms_n), sum(a.mobile_lcp_ms_good), sum(a.mobile_lcp_ms_poor), hist_cat_agg(a.mobile_lcp_ms_hist), sum(a.mobile_fcp_ms_n), sum(a.mobile_fcp_ms_good), sum(a.mobile_fcp_ms_poor), hist_cat_agg(a.mobile_fcp_ms_hist), sum(a.mobile_inp_ms_n), sum(a.mobile_inp_ms_good), sum(a.mobile_inp_ms_poor), hist_cat_agg(a.mobile_inp_ms_hist), sum(a.mobile_ttfb_ms_n), sum(a.mobile_ttfb_ms_good), sum(a.mobile_ttfb_ms_poor), hist_cat_agg(a.mobile_ttfb_ms_hist), sum(a.mobile_cls_n), sum(a.mobile_cls_good), sum(a.mobile_cls_poor), hist_cat_agg(a.mobile_cls_hist), sum(a.desktop_samples), sum(a.desktop_score_sum), sum(a.desktop_lcp_ms_n), sum(a.desktop_lcp_ms_good), sum(a.desktop_lcp_ms_poor), hist_cat_agg(a.desktop_lcp_ms_hist), sum(a.desktop_fcp_ms_n), sum(a.desktop_fcp_ms_good), sum(a.desktop_fcp_ms_poor), hist_cat_agg(a.desktop_fcp_ms_hist), sum(a.desktop_inp_ms_n), sum(a.desktop_inp_ms_good), sum(a.desktop_inp_ms_poor), hist_cat_agg(a.desktop_inp_ms_hist), sum(a.desktop_ttfb_ms_n), sum(a.desktop_ttfb_ms_good), sum(a.desktop_ttfb_ms_poor), hist_cat_agg(a.desktop_ttfb_ms_hist), sum(a.desktop_cls_n), sum(a.desktop_cls_good), sum(a.desktop_cls_poor), hist_cat_agg(a.desktop_cls_hist) FROM taken a GROUP BY 1, 2;
-
--- ---- statement 8
-    SELECT string_agg(
-               CASE WHEN kind = 'hist' THEN format('%s(a.%I)', p_hist, name)
-                    ELSE format('sum(a.%I)', name) END, ', ' ORDER BY ord)
-    FROM catalog_measures();
-
--- ---- statement 9
-SELECT EXISTS (SELECT FROM agg_daily WHERE period_start >= $1 AND period_start < $2);
-
--- ---- statement 10 (executed 4 times in a row)
-    SELECT array_agg(name ORDER BY ord) FROM catalog_measures();
-
--- ---- statement 11
     SELECT format(
         'INSERT INTO %I AS t (period_start, page_id, site_id, %s) %s %s',
         p_target,
@@ -67,79 +42,36 @@ SELECT EXISTS (SELECT FROM agg_daily WHERE period_start >= $1 AND period_start <
                 FROM unnest(_aggregate_columns()) c)
         ELSE '' END);
 
--- ---- statement 12
+-- ---- statement 7
 INSERT INTO agg_daily AS t (period_start, page_id, site_id, traffic_hours, users, sessions, views, bounces, engagement_seconds, mobile_samples, mobile_score_sum, mobile_lcp_ms_n, mobile_lcp_ms_good, mobile_lcp_ms_poor, mobile_lcp_ms_hist, mobile_fcp_ms_n, mobile_fcp_ms_good, mobile_fcp_ms_poor, mobile_fcp_ms_hist, mobile_inp_ms_n, mobile_inp_ms_good, mobile_inp_ms_poor, mobile_inp_ms_hist, mobile_ttfb_ms_n, mobile_ttfb_ms_good, mobile_ttfb_ms_poor, mobile_ttfb_ms_hist, mobile_cls_n, mobile_cls_good, mobile_cls_poor, mobile_cls_hist, desktop_samples, desktop_score_sum, desktop_lcp_ms_n, desktop_lcp_ms_good, desktop_lcp_ms_poor, desktop_lcp_ms_hist, desktop_fcp_ms_n, desktop_fcp_ms_good, desktop_fcp_ms_poor, desktop_fcp_ms_hist, desktop_inp_ms_n, desktop_inp_ms_good, desktop_inp_ms_poor, desktop_inp_ms_hist, desktop_ttfb_ms_n, desktop_ttfb_ms_good, desktop_ttfb_ms_poor, desktop_ttfb_ms_hist, desktop_cls_n, desktop_cls_good, desktop_cls_poor, desktop_cls_hist) SELECT k.period, a.page_id, min(a.site_id), sum(a.traffic_hours), sum(a.users), sum(a.sessions), sum(a.views), sum(a.bounces), sum(a.engagement_seconds), sum(a.mobile_samples), sum(a.mobile_score_sum), sum(a.mobile_lcp_ms_n), sum(a.mobile_lcp_ms_good), sum(a.mobile_lcp_ms_poor), hist_cat_agg(a.mobile_lcp_ms_hist), sum(a.mobile_fcp_ms_n), sum(a.mobile_fcp_ms_good), sum(a.mobile_fcp_ms_poor), hist_cat_agg(a.mobile_fcp_ms_hist), sum(a.mobile_inp_ms_n), sum(a.mobile_inp_ms_good), sum(a.mobile_inp_ms_poor), hist_cat_agg(a.mobile_inp_ms_hist), sum(a.mobile_ttfb_ms_n), sum(a.mobile_ttfb_ms_good), sum(a.mobile_ttfb_ms_poor), hist_cat_agg(a.mobile_ttfb_ms_hist), sum(a.mobile_cls_n), sum(a.mobile_cls_good), sum(a.mobile_cls_poor), hist_cat_agg(a.mobile_cls_hist), sum(a.desktop_samples), sum(a.desktop_score_sum), sum(a.desktop_lcp_ms_n), sum(a.desktop_lcp_ms_good), sum(a.desktop_lcp_ms_poor), hist_cat_agg(a.desktop_lcp_ms_hist), sum(a.desktop_fcp_ms_n), sum(a.desktop_fcp_ms_good), sum(a.desktop_fcp_ms_poor), hist_cat_agg(a.desktop_fcp_ms_hist), sum(a.desktop_inp_ms_n), sum(a.desktop_inp_ms_good), sum(a.desktop_inp_ms_poor), hist_cat_agg(a.desktop_inp_ms_hist), sum(a.desktop_ttfb_ms_n), sum(a.desktop_ttfb_ms_good), sum(a.desktop_ttfb_ms_poor), hist_cat_agg(a.desktop_ttfb_ms_hist), sum(a.desktop_cls_n), sum(a.desktop_cls_good), sum(a.desktop_cls_poor), hist_cat_agg(a.desktop_cls_hist) FROM agg_interval a JOIN _rollup_keys k ON k.page_id = a.page_id   AND a.period_start >= k.period AND a.period_start < k.period + '1 day'::interval WHERE a.period_start >= $1 AND a.period_start < $2 GROUP BY k.period, a.page_id ORDER BY a.page_id, k.period ON CONFLICT (period_start, page_id) DO UPDATE SET traffic_hours = EXCLUDED.traffic_hours, users = EXCLUDED.users, sessions = EXCLUDED.sessions, views = EXCLUDED.views, bounces = EXCLUDED.bounces, engagement_seconds = EXCLUDED.engagement_seconds, mobile_samples = EXCLUDED.mobile_samples, mobile_score_sum = EXCLUDED.mobile_score_sum, mobile_lcp_ms_n = EXCLUDED.mobile_lcp_ms_n, mobile_lcp_ms_good = EXCLUDED.mobile_lcp_ms_good, mobile_lcp_ms_poor = EXCLUDED.mobile_lcp_ms_poor, mobile_lcp_ms_hist = EXCLUDED.mobile_lcp_ms_hist, mobile_fcp_ms_n = EXCLUDED.mobile_fcp_ms_n, mobile_fcp_ms_good = EXCLUDED.mobile_fcp_ms_good, mobile_fcp_ms_poor = EXCLUDED.mobile_fcp_ms_poor, mobile_fcp_ms_hist = EXCLUDED.mobile_fcp_ms_hist, mobile_inp_ms_n = EXCLUDED.mobile_inp_ms_n, mobile_inp_ms_good = EXCLUDED.mobile_inp_ms_good, mobile_inp_ms_poor = EXCLUDED.mobile_inp_ms_poor, mobile_inp_ms_hist = EXCLUDED.mobile_inp_ms_hist, mobile_ttfb_ms_n = EXCLUDED.mobile_ttfb_ms_n, mobile_ttfb_ms_good = EXCLUDED.mobile_ttfb_ms_good, mobile_ttfb_ms_poor = EXCLUDED.mobile_ttfb_ms_poor, mobile_ttfb_ms_hist = EXCLUDED.mobile_ttfb_ms_hist, mobile_cls_n = EXCLUDED.mobile_cls_n, mobile_cls_good = EXCLUDED.mobile_cls_good, mobile_cls_poor = EXCLUDED.mobile_cls_poor, mobile_cls_hist = EXCLUDED.mobile_cls_hist, desktop_samples = EXCLUDED.desktop_samples, desktop_score_sum = EXCLUDED.desktop_score_sum, desktop_lcp_ms_n = EXCLUDED.desktop_lcp_ms_n, desktop_lcp_ms_good = EXCLUDED.desktop_lcp_ms_good, desktop_lcp_ms_poor = EXCLUDED.desktop_lcp_ms_poor, desktop_lcp_ms_hist = EXCLUDED.desktop_lcp_ms_hist, desktop_fcp_ms_n = EXCLUDED.desktop_fcp_ms_n, desktop_fcp_ms_good = EXCLUDED.desktop_fcp_ms_good, desktop_fcp_ms_poor = EXCLUDED.desktop_fcp_ms_poor, desktop_fcp_ms_hist = EXCLUDED.desktop_fcp_ms_hist, desktop_inp_ms_n = EXCLUDED.desktop_inp_ms_n, desktop_inp_ms_good = EXCLUDED.desktop_inp_ms_good, desktop_inp_ms_poor = EXCLUDED.desktop_inp_ms_poor, desktop_inp_ms_hist = EXCLUDED.desktop_inp_ms_hist, desktop_ttfb_ms_n = EXCLUDED.desktop_ttfb_ms_n, desktop_ttfb_ms_good = EXCLUDED.desktop_ttfb_ms_good, desktop_ttfb_ms_poor = EXCLUDED.desktop_ttfb_ms_poor, desktop_ttfb_ms_hist = EXCLUDED.desktop_ttfb_ms_hist, desktop_cls_n = EXCLUDED.desktop_cls_n, desktop_cls_good = EXCLUDED.desktop_cls_good, desktop_cls_poor = EXCLUDED.desktop_cls_poor, desktop_cls_hist = EXCLUDED.desktop_cls_hist;
 
--- ---- statement 13
+-- ---- statement 8
 DELETE FROM _deltas d USING _rollup_keys k
             WHERE d.page_id = k.page_id AND d.period_start = k.period;
 
--- ---- statement 14
+-- ---- statement 9
 INSERT INTO pipeline_dirty (stage, period_start, page_id)
             SELECT DISTINCT v_next, utc_trunc(v_next_unit, period), page_id FROM _rollup_keys
             ORDER BY 2, 3
             ON CONFLICT DO NOTHING;
 
--- ---- statement 15 (executed 2 times in a row)
-    SELECT array_agg(name ORDER BY ord) FROM catalog_measures();
-
--- ---- statement 16
-format(
-        'INSERT INTO %1$I AS t (period_start, %2$s, %3$s) SELECT d.* '
-        'FROM (%4$s) AS d ORDER BY d.%5$I, d.period_start '
-        'ON CONFLICT (period_start, %5$I) DO UPDATE SET %6$s',
-        p_target,
-        CASE p_key WHEN 'page_id' THEN 'page_id, site_id' ELSE 'site_id' END,
-        (SELECT string_agg(format('%I', c), ', ') FROM unnest(_aggregate_columns()) c),
-        p_source, p_key,
-        (SELECT string_agg(CASE WHEN kind = 'hist'
-                                THEN format('%1$I = hist_add(t.%1$I, EXCLUDED.%1$I)', name)
-                                ELSE format('%1$I = t.%1$I + EXCLUDED.%1$I', name) END, ', ')
-         FROM catalog_measures()));
-
--- ---- statement 17
-INSERT INTO agg_daily AS t (period_start, page_id, site_id, traffic_hours, users, sessions, views, bounces, engagement_seconds, mobile_samples, mobile_score_sum, mobile_lcp_ms_n, mobile_lcp_ms_good, mobile_lcp_ms_poor, mobile_lcp_ms_hist, mobile_fcp_ms_n, mobile_fcp_ms_good, mobile_fcp_ms_poor, mobile_fcp_ms_hist, mobile_inp_ms_n, mobile_inp_ms_good, mobile_inp_ms_poor, mobile_inp_ms_hist, mobile_ttfb_ms_n, mobile_ttfb_ms_good, mobile_ttfb_ms_poor, mobile_ttfb_ms_hist, mobile_cls_n, mobile_cls_good, mobile_cls_poor, mobile_cls_hist, desktop_samples, desktop_score_sum, desktop_lcp_ms_n, desktop_lcp_ms_good, desktop_lcp_ms_poor, desktop_lcp_ms_hist, desktop_fcp_ms_n, desktop_fcp_ms_good, desktop_fcp_ms_poor, desktop_fcp_ms_hist, desktop_inp_ms_n, desktop_inp_ms_good, desktop_inp_ms_poor, desktop_inp_ms_hist, desktop_ttfb_ms_n, desktop_ttfb_ms_good, desktop_ttfb_ms_poor, desktop_ttfb_ms_hist, desktop_cls_n, desktop_cls_good, desktop_cls_poor, desktop_cls_hist) SELECT d.* FROM (SELECT * FROM _deltas) AS d ORDER BY d.page_id, d.period_start ON CONFLICT (period_start, page_id) DO UPDATE SET traffic_hours = t.traffic_hours + EXCLUDED.traffic_hours, users = t.users + EXCLUDED.users, sessions = t.sessions + EXCLUDED.sessions, views = t.views + EXCLUDED.views, bounces = t.bounces + EXCLUDED.bounces, engagement_seconds = t.engagement_seconds + EXCLUDED.engagement_seconds, mobile_samples = t.mobile_samples + EXCLUDED.mobile_samples, mobile_score_sum = t.mobile_score_sum + EXCLUDED.mobile_score_sum, mobile_lcp_ms_n = t.mobile_lcp_ms_n + EXCLUDED.mobile_lcp_ms_n, mobile_lcp_ms_good = t.mobile_lcp_ms_good + EXCLUDED.mobile_lcp_ms_good, mobile_lcp_ms_poor = t.mobile_lcp_ms_poor + EXCLUDED.mobile_lcp_ms_poor, mobile_lcp_ms_hist = hist_add(t.mobile_lcp_ms_hist, EXCLUDED.mobile_lcp_ms_hist), mobile_fcp_ms_n = t.mobile_fcp_ms_n + EXCLUDED.mobile_fcp_ms_n, mobile_fcp_ms_good = t.mobile_fcp_ms_good + EXCLUDED.mobile_fcp_ms_good, mobile_fcp_ms_poor = t.mobile_fcp_ms_poor + EXCLUDED.mobile_fcp_ms_poor, mobile_fcp_ms_hist = hist_add(t.mobile_fcp_ms_hist, EXCLUDED.mobile_fcp_ms_hist), mobile_inp_ms_n = t.mobile_inp_ms_n + EXCLUDED.mobile_inp_ms_n, mobile_inp_ms_good = t.mobile_inp_ms_good + EXCLUDED.mobile_inp_ms_good, mobile_inp_ms_poor = t.mobile_inp_ms_poor + EXCLUDED.mobile_inp_ms_poor, mobile_inp_ms_hist = hist_add(t.mobile_inp_ms_hist, EXCLUDED.mobile_inp_ms_hist), mobile_ttfb_ms_n = t.mobile_ttfb_ms_n + EXCLUDED.mobile_ttfb_ms_n, mobile_ttfb_ms_good = t.mobile_ttfb_ms_good + EXCLUDED.mobile_ttfb_ms_good, mobile_ttfb_ms_poor = t.mobile_ttfb_ms_poor + EXCLUDED.mobile_ttfb_ms_poor, mobile_ttfb_ms_hist = hist_add(t.mobile_ttfb_ms_hist, EXCLUDED.mobile_ttfb_ms_hist), mobile_cls_n = t.mobile_cls_n + EXCLUDED.mobile_cls_n, mobile_cls_good = t.mobile_cls_good + EXCLUDED.mobile_cls_good, mobile_cls_poor = t.mobile_cls_poor + EXCLUDED.mobile_cls_poor, mobile_cls_hist = hist_add(t.mobile_cls_hist, EXCLUDED.mobile_cls_hist), desktop_samples = t.desktop_samples + EXCLUDED.desktop_samples, desktop_score_sum = t.desktop_score_sum + EXCLUDED.desktop_score_sum, desktop_lcp_ms_n = t.desktop_lcp_ms_n + EXCLUDED.desktop_lcp_ms_n, desktop_lcp_ms_good = t.desktop_lcp_ms_good + EXCLUDED.desktop_lcp_ms_good, desktop_lcp_ms_poor = t.desktop_lcp_ms_poor + EXCLUDED.desktop_lcp_ms_poor, desktop_lcp_ms_hist = hist_add(t.desktop_lcp_ms_hist, EXCLUDED.desktop_lcp_ms_hist), desktop_fcp_ms_n = t.desktop_fcp_ms_n + EXCLUDED.desktop_fcp_ms_n, desktop_fcp_ms_good = t.desktop_fcp_ms_good + EXCLUDED.desktop_fcp_ms_good, desktop_fcp_ms_poor = t.desktop_fcp_ms_poor + EXCLUDED.desktop_fcp_ms_poor, desktop_fcp_ms_hist = hist_add(t.desktop_fcp_ms_hist, EXCLUDED.desktop_fcp_ms_hist), desktop_inp_ms_n = t.desktop_inp_ms_n + EXCLUDED.desktop_inp_ms_n, desktop_inp_ms_good = t.desktop_inp_ms_good + EXCLUDED.desktop_inp_ms_good, desktop_inp_ms_poor = t.desktop_inp_ms_poor + EXCLUDED.desktop_inp_ms_poor, desktop_inp_ms_hist = hist_add(t.desktop_inp_ms_hist, EXCLUDED.desktop_inp_ms_hist), desktop_ttfb_ms_n = t.desktop_ttfb_ms_n + EXCLUDED.desktop_ttfb_ms_n, desktop_ttfb_ms_good = t.desktop_ttfb_ms_good + EXCLUDED.desktop_ttfb_ms_good, desktop_ttfb_ms_poor = t.desktop_ttfb_ms_poor + EXCLUDED.desktop_ttfb_ms_poor, desktop_ttfb_ms_hist = hist_add(t.desktop_ttfb_ms_hist, EXCLUDED.desktop_ttfb_ms_hist), desktop_cls_n = t.desktop_cls_n + EXCLUDED.desktop_cls_n, desktop_cls_good = t.desktop_cls_good + EXCLUDED.desktop_cls_good, desktop_cls_poor = t.desktop_cls_poor + EXCLUDED.desktop_cls_poor, desktop_cls_hist = hist_add(t.desktop_cls_hist, EXCLUDED.desktop_cls_hist);
-
--- ---- statement 18 (executed 2 times in a row)
-    SELECT array_agg(name ORDER BY ord) FROM catalog_measures();
-
--- ---- statement 19
-    SELECT string_agg(
-               CASE WHEN kind = 'hist' THEN format('%s(a.%I)', p_hist, name)
-                    ELSE format('sum(a.%I)', name) END, ', ' ORDER BY ord)
-    FROM catalog_measures();
-
--- ---- statement 20
-format(
-        'INSERT INTO pipeline_delta (stage, period_start, page_id, site_id, %s) '
-        'SELECT $1, utc_trunc($2, a.period_start), a.page_id, min(a.site_id), %s '
-        'FROM _deltas a GROUP BY 2, 3 ORDER BY 2, 3',
-        (SELECT string_agg(format('%I', c), ', ') FROM unnest(_aggregate_columns()) c),
-        _rollup_aggregates('hist_cat_agg'));
-
--- ---- statement 21
-INSERT INTO pipeline_delta (stage, period_start, page_id, site_id, traffic_hours, users, sessions, views, bounces, engagement_seconds, mobile_samples, mobile_score_sum, mobile_lcp_ms_n, mobile_lcp_ms_good, mobile_lcp_ms_poor, mobile_lcp_ms_hist, mobile_fcp_ms_n, mobile_fcp_ms_good, mobile_fcp_ms_poor, mobile_fcp_ms_hist, mobile_inp_ms_n, mobile_inp_ms_good, mobile_inp_ms_poor, mobile_inp_ms_hist, mobile_ttfb_ms_n, mobile_ttfb_ms_good, mobile_ttfb_ms_poor, mobile_ttfb_ms_hist, mobile_cls_n, mobile_cls_good, mobile_cls_poor, mobile_cls_hist, desktop_samples, desktop_score_sum, desktop_lcp_ms_n, desktop_lcp_ms_good, desktop_lcp_ms_poor, desktop_lcp_ms_hist, desktop_fcp_ms_n, desktop_fcp_ms_good, desktop_fcp_ms_poor, desktop_fcp_ms_hist, desktop_inp_ms_n, desktop_inp_ms_good, desktop_inp_ms_poor, desktop_inp_ms_hist, desktop_ttfb_ms_n, desktop_ttfb_ms_good, desktop_ttfb_ms_poor, desktop_ttfb_ms_hist, desktop_cls_n, desktop_cls_good, desktop_cls_poor, desktop_cls_hist) SELECT $1, utc_trunc($2, a.period_start), a.page_id, min(a.site_id), sum(a.traffic_hours), sum(a.users), sum(a.sessions), sum(a.views), sum(a.bounces), sum(a.engagement_seconds), sum(a.mobile_samples), sum(a.mobile_score_sum), sum(a.mobile_lcp_ms_n), sum(a.mobile_lcp_ms_good), sum(a.mobile_lcp_ms_poor), hist_cat_agg(a.mobile_lcp_ms_hist), sum(a.mobile_fcp_ms_n), sum(a.mobile_fcp_ms_good), sum(a.mobile_fcp_ms_poor), hist_cat_agg(a.mobile_fcp_ms_hist), sum(a.mobile_inp_ms_n), sum(a.mobile_inp_ms_good), sum(a.mobile_inp_ms_poor), hist_cat_agg(a.mobile_inp_ms_hist), sum(a.mobile_ttfb_ms_n), sum(a.mobile_ttfb_ms_good), sum(a.mobile_ttfb_ms_poor), hist_cat_agg(a.mobile_ttfb_ms_hist), sum(a.mobile_cls_n), sum(a.mobile_cls_good), sum(a.mobile_cls_poor), hist_cat_agg(a.mobile_cls_hist), sum(a.desktop_samples), sum(a.desktop_score_sum), sum(a.desktop_lcp_ms_n), sum(a.desktop_lcp_ms_good), sum(a.desktop_lcp_ms_poor), hist_cat_agg(a.desktop_lcp_ms_hist), sum(a.desktop_fcp_ms_n), sum(a.desktop_fcp_ms_good), sum(a.desktop_fcp_ms_poor), hist_cat_agg(a.desktop_fcp_ms_hist), sum(a.desktop_inp_ms_n), sum(a.desktop_inp_ms_good), sum(a.desktop_inp_ms_poor), hist_cat_agg(a.desktop_inp_ms_hist), sum(a.desktop_ttfb_ms_n), sum(a.desktop_ttfb_ms_good), sum(a.desktop_ttfb_ms_poor), hist_cat_agg(a.desktop_ttfb_ms_hist), sum(a.desktop_cls_n), sum(a.desktop_cls_good), sum(a.desktop_cls_poor), hist_cat_agg(a.desktop_cls_hist) FROM _deltas a GROUP BY 2, 3 ORDER BY 2, 3;
-
--- ---- statement 22
-SELECT _pass_deltas(v_next, v_next_unit);
-
--- ---- statement 23
+-- ---- statement 10
 SELECT r.rows_in, r.rows_out                        FROM _stage_rollup('daily', p_from, p_to) r;
 
--- ---- statement 24
+-- ---- statement 11
 INSERT INTO _site_days
     SELECT DISTINCT k.period, p.site_id FROM _rollup_keys k JOIN page p ON p.id = k.page_id;
 
--- ---- statement 25
+-- ---- statement 12
     SELECT array_agg(name ORDER BY ord) FROM catalog_measures();
 
--- ---- statement 26
+-- ---- statement 13
     SELECT string_agg(
                CASE WHEN kind = 'hist' THEN format('%s(a.%I)', p_hist, name)
                     ELSE format('sum(a.%I)', name) END, ', ' ORDER BY ord)
     FROM catalog_measures();
 
--- ---- statement 27
+-- ---- statement 14
 format(
         'INSERT INTO agg_site_daily AS t (period_start, site_id, %s) '
         'SELECT a.period_start, a.site_id, %s FROM agg_daily a '
@@ -153,20 +85,20 @@ format(
         p_site_days,
         (SELECT string_agg(format('%1$I = EXCLUDED.%1$I', c), ', ') FROM unnest(v_cols) c));
 
--- ---- statement 28 (executed 150 times in a row)
+-- ---- statement 15 (executed 150 times in a row)
     SELECT array_agg((b << 32) + c ORDER BY b)
     FROM (SELECT hist_element_bucket(e)::bigint AS b, sum(hist_element_count(e))::bigint AS c
           FROM unnest(h) AS e GROUP BY 1) AS merged
     WHERE c <> 0;
 
--- ---- statement 29
+-- ---- statement 16
 INSERT INTO agg_site_daily AS t (period_start, site_id, traffic_hours, users, sessions, views, bounces, engagement_seconds, mobile_samples, mobile_score_sum, mobile_lcp_ms_n, mobile_lcp_ms_good, mobile_lcp_ms_poor, mobile_lcp_ms_hist, mobile_fcp_ms_n, mobile_fcp_ms_good, mobile_fcp_ms_poor, mobile_fcp_ms_hist, mobile_inp_ms_n, mobile_inp_ms_good, mobile_inp_ms_poor, mobile_inp_ms_hist, mobile_ttfb_ms_n, mobile_ttfb_ms_good, mobile_ttfb_ms_poor, mobile_ttfb_ms_hist, mobile_cls_n, mobile_cls_good, mobile_cls_poor, mobile_cls_hist, desktop_samples, desktop_score_sum, desktop_lcp_ms_n, desktop_lcp_ms_good, desktop_lcp_ms_poor, desktop_lcp_ms_hist, desktop_fcp_ms_n, desktop_fcp_ms_good, desktop_fcp_ms_poor, desktop_fcp_ms_hist, desktop_inp_ms_n, desktop_inp_ms_good, desktop_inp_ms_poor, desktop_inp_ms_hist, desktop_ttfb_ms_n, desktop_ttfb_ms_good, desktop_ttfb_ms_poor, desktop_ttfb_ms_hist, desktop_cls_n, desktop_cls_good, desktop_cls_poor, desktop_cls_hist) SELECT a.period_start, a.site_id, sum(a.traffic_hours), sum(a.users), sum(a.sessions), sum(a.views), sum(a.bounces), sum(a.engagement_seconds), sum(a.mobile_samples), sum(a.mobile_score_sum), sum(a.mobile_lcp_ms_n), sum(a.mobile_lcp_ms_good), sum(a.mobile_lcp_ms_poor), hist_merge_agg(a.mobile_lcp_ms_hist), sum(a.mobile_fcp_ms_n), sum(a.mobile_fcp_ms_good), sum(a.mobile_fcp_ms_poor), hist_merge_agg(a.mobile_fcp_ms_hist), sum(a.mobile_inp_ms_n), sum(a.mobile_inp_ms_good), sum(a.mobile_inp_ms_poor), hist_merge_agg(a.mobile_inp_ms_hist), sum(a.mobile_ttfb_ms_n), sum(a.mobile_ttfb_ms_good), sum(a.mobile_ttfb_ms_poor), hist_merge_agg(a.mobile_ttfb_ms_hist), sum(a.mobile_cls_n), sum(a.mobile_cls_good), sum(a.mobile_cls_poor), hist_merge_agg(a.mobile_cls_hist), sum(a.desktop_samples), sum(a.desktop_score_sum), sum(a.desktop_lcp_ms_n), sum(a.desktop_lcp_ms_good), sum(a.desktop_lcp_ms_poor), hist_merge_agg(a.desktop_lcp_ms_hist), sum(a.desktop_fcp_ms_n), sum(a.desktop_fcp_ms_good), sum(a.desktop_fcp_ms_poor), hist_merge_agg(a.desktop_fcp_ms_hist), sum(a.desktop_inp_ms_n), sum(a.desktop_inp_ms_good), sum(a.desktop_inp_ms_poor), hist_merge_agg(a.desktop_inp_ms_hist), sum(a.desktop_ttfb_ms_n), sum(a.desktop_ttfb_ms_good), sum(a.desktop_ttfb_ms_poor), hist_merge_agg(a.desktop_ttfb_ms_hist), sum(a.desktop_cls_n), sum(a.desktop_cls_good), sum(a.desktop_cls_poor), hist_merge_agg(a.desktop_cls_hist) FROM agg_daily a JOIN (SELECT period_start, site_id FROM _site_days) s (period_start, site_id)   ON s.period_start = a.period_start AND s.site_id = a.site_id WHERE a.period_start >= $1 AND a.period_start < $2 GROUP BY a.period_start, a.site_id ORDER BY a.period_start, a.site_id ON CONFLICT (period_start, site_id) DO UPDATE SET traffic_hours = EXCLUDED.traffic_hours, users = EXCLUDED.users, sessions = EXCLUDED.sessions, views = EXCLUDED.views, bounces = EXCLUDED.bounces, engagement_seconds = EXCLUDED.engagement_seconds, mobile_samples = EXCLUDED.mobile_samples, mobile_score_sum = EXCLUDED.mobile_score_sum, mobile_lcp_ms_n = EXCLUDED.mobile_lcp_ms_n, mobile_lcp_ms_good = EXCLUDED.mobile_lcp_ms_good, mobile_lcp_ms_poor = EXCLUDED.mobile_lcp_ms_poor, mobile_lcp_ms_hist = EXCLUDED.mobile_lcp_ms_hist, mobile_fcp_ms_n = EXCLUDED.mobile_fcp_ms_n, mobile_fcp_ms_good = EXCLUDED.mobile_fcp_ms_good, mobile_fcp_ms_poor = EXCLUDED.mobile_fcp_ms_poor, mobile_fcp_ms_hist = EXCLUDED.mobile_fcp_ms_hist, mobile_inp_ms_n = EXCLUDED.mobile_inp_ms_n, mobile_inp_ms_good = EXCLUDED.mobile_inp_ms_good, mobile_inp_ms_poor = EXCLUDED.mobile_inp_ms_poor, mobile_inp_ms_hist = EXCLUDED.mobile_inp_ms_hist, mobile_ttfb_ms_n = EXCLUDED.mobile_ttfb_ms_n, mobile_ttfb_ms_good = EXCLUDED.mobile_ttfb_ms_good, mobile_ttfb_ms_poor = EXCLUDED.mobile_ttfb_ms_poor, mobile_ttfb_ms_hist = EXCLUDED.mobile_ttfb_ms_hist, mobile_cls_n = EXCLUDED.mobile_cls_n, mobile_cls_good = EXCLUDED.mobile_cls_good, mobile_cls_poor = EXCLUDED.mobile_cls_poor, mobile_cls_hist = EXCLUDED.mobile_cls_hist, desktop_samples = EXCLUDED.desktop_samples, desktop_score_sum = EXCLUDED.desktop_score_sum, desktop_lcp_ms_n = EXCLUDED.desktop_lcp_ms_n, desktop_lcp_ms_good = EXCLUDED.desktop_lcp_ms_good, desktop_lcp_ms_poor = EXCLUDED.desktop_lcp_ms_poor, desktop_lcp_ms_hist = EXCLUDED.desktop_lcp_ms_hist, desktop_fcp_ms_n = EXCLUDED.desktop_fcp_ms_n, desktop_fcp_ms_good = EXCLUDED.desktop_fcp_ms_good, desktop_fcp_ms_poor = EXCLUDED.desktop_fcp_ms_poor, desktop_fcp_ms_hist = EXCLUDED.desktop_fcp_ms_hist, desktop_inp_ms_n = EXCLUDED.desktop_inp_ms_n, desktop_inp_ms_good = EXCLUDED.desktop_inp_ms_good, desktop_inp_ms_poor = EXCLUDED.desktop_inp_ms_poor, desktop_inp_ms_hist = EXCLUDED.desktop_inp_ms_hist, desktop_ttfb_ms_n = EXCLUDED.desktop_ttfb_ms_n, desktop_ttfb_ms_good = EXCLUDED.desktop_ttfb_ms_good, desktop_ttfb_ms_poor = EXCLUDED.desktop_ttfb_ms_poor, desktop_ttfb_ms_hist = EXCLUDED.desktop_ttfb_ms_hist, desktop_cls_n = EXCLUDED.desktop_cls_n, desktop_cls_good = EXCLUDED.desktop_cls_good, desktop_cls_poor = EXCLUDED.desktop_cls_poor, desktop_cls_hist = EXCLUDED.desktop_cls_hist;
 
--- ---- statement 30
+-- ---- statement 17
 SELECT site_daily_refresh('SELECT period_start, site_id FROM _site_days', p_from, p_to);
 
--- ---- statement 31
+-- ---- statement 18
 EXISTS (SELECT FROM _deltas);
 
--- ---- statement 32
+-- ---- statement 19
 SELECT rows_in, rows_out FROM "stage_daily"($1::timestamptz, $2::timestamptz);

@@ -126,8 +126,8 @@ INSERT INTO agg_interval AS t (period_start, page_id, site_id, traffic_hours, us
 
 -- ---- statement 18
 INSERT INTO pipeline_dirty (stage, period_start, page_id)
-            SELECT 'daily', day, page_id FROM _stage_keys ORDER BY day, page_id
-            ON CONFLICT DO NOTHING;
+        SELECT 'daily', day, page_id FROM _stage_keys ORDER BY day, page_id
+        ON CONFLICT DO NOTHING;
 
 -- ---- statement 19
 SELECT rows_in, rows_out FROM stage_interval($1::timestamptz, $2::timestamptz, $3);

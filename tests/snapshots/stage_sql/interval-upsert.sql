@@ -33,44 +33,45 @@ INSERT INTO _stage_ranges
 -- ---- statement 5
 SELECT _fill_stage_ranges(p_hours);
 
--- ---- statement 6
-CREATE TEMP TABLE IF NOT EXISTS _rows_old ON COMMIT DROP AS
-                SELECT * FROM agg_interval LIMIT 0;
+-- ---- statement 6 (executed 30 times in a row)
+    SELECT CASE
+        WHEN p_signed THEN format('coalesce(sum(a.sign) FILTER (WHERE %s), 0)',
+                                  coalesce(p_condition, p_column || ' IS NOT NULL'))
+        WHEN p_condition IS NULL THEN format('count(%s)', p_column)
+        ELSE format('count(*) FILTER (WHERE %s)', p_condition) END;
 
 -- ---- statement 7
-CREATE TEMP TABLE IF NOT EXISTS _rows_new ON COMMIT DROP AS
-                SELECT * FROM agg_interval LIMIT 0;
+    SELECT format('exact_numeric(coalesce(sum(trunc(%1$s)), 0)) '
+                  '+ exact_numeric(coalesce(sum(round((%1$s - trunc(%1$s)) * 1e6)), 0)) '
+                  '* 0.000001', p_column);
 
 -- ---- statement 8
-INSERT INTO _rows_old
-            SELECT t.* FROM (SELECT * FROM _stage_ranges ORDER BY page_id, lo) AS r
-            CROSS JOIN LATERAL (SELECT * FROM agg_interval t WHERE t.page_id = r.page_id
-                                AND t.period_start >= r.lo AND t.period_start < r.hi
-                                OFFSET 0) AS t;
-
--- ---- statement 9 (executed 30 times in a row)
     SELECT CASE
         WHEN p_signed THEN format('coalesce(sum(a.sign) FILTER (WHERE %s), 0)',
                                   coalesce(p_condition, p_column || ' IS NOT NULL'))
         WHEN p_condition IS NULL THEN format('count(%s)', p_column)
         ELSE format('count(*) FILTER (WHERE %s)', p_condition) END;
+
+-- ---- statement 9
+    SELECT format('exact_numeric(coalesce(sum(trunc(%1$s)), 0)) '
+                  '+ exact_numeric(coalesce(sum(round((%1$s - trunc(%1$s)) * 1e6)), 0)) '
+                  '* 0.000001', p_column);
 
 -- ---- statement 10
-    SELECT format('exact_numeric(coalesce(sum(trunc(%1$s)), 0)) '
-                  '+ exact_numeric(coalesce(sum(round((%1$s - trunc(%1$s)) * 1e6)), 0)) '
-                  '* 0.000001', p_column);
-
--- ---- statement 11
     SELECT CASE
         WHEN p_signed THEN format('coalesce(sum(a.sign) FILTER (WHERE %s), 0)',
                                   coalesce(p_condition, p_column || ' IS NOT NULL'))
         WHEN p_condition IS NULL THEN format('count(%s)', p_column)
         ELSE format('count(*) FILTER (WHERE %s)', p_condition) END;
 
--- ---- statement 12
+-- ---- statement 11
     SELECT format('exact_numeric(coalesce(sum(trunc(%1$s)), 0)) '
                   '+ exact_numeric(coalesce(sum(round((%1$s - trunc(%1$s)) * 1e6)), 0)) '
                   '* 0.000001', p_column);
+
+-- ---- statement 12 (executed 4 times in a row)
+    SELECT CASE WHEN p_signed THEN format('coalesce(sum(a.sign * %s), 0)', p_column)
+                ELSE format('coalesce(sum(%s), 0)', p_column) END;
 
 -- ---- statement 13
     SELECT CASE
@@ -80,22 +81,6 @@ INSERT INTO _rows_old
         ELSE format('count(*) FILTER (WHERE %s)', p_condition) END;
 
 -- ---- statement 14
-    SELECT format('exact_numeric(coalesce(sum(trunc(%1$s)), 0)) '
-                  '+ exact_numeric(coalesce(sum(round((%1$s - trunc(%1$s)) * 1e6)), 0)) '
-                  '* 0.000001', p_column);
-
--- ---- statement 15 (executed 4 times in a row)
-    SELECT CASE WHEN p_signed THEN format('coalesce(sum(a.sign * %s), 0)', p_column)
-                ELSE format('coalesce(sum(%s), 0)', p_column) END;
-
--- ---- statement 16
-    SELECT CASE
-        WHEN p_signed THEN format('coalesce(sum(a.sign) FILTER (WHERE %s), 0)',
-                                  coalesce(p_condition, p_column || ' IS NOT NULL'))
-        WHEN p_condition IS NULL THEN format('count(%s)', p_column)
-        ELSE format('count(*) FILTER (WHERE %s)', p_condition) END;
-
--- ---- statement 17
     -- One expression per measure of the catalog (pipeline/catalog.py, through
     -- catalog_measures()), in the aggregate tables' column order. A measure's
     -- page_hour column: the vital's, the strategy's score, or the traffic
@@ -120,14 +105,14 @@ INSERT INTO _rows_old
           FROM catalog_measures() c) AS m
     LEFT JOIN vital v ON v.name = m.vital;
 
--- ---- statement 18
+-- ---- statement 15
 DELETE FROM _deltas d USING _stage_ranges r
             WHERE d.page_id = r.page_id AND d.period_start >= r.lo AND d.period_start < r.hi;
 
--- ---- statement 19 (executed 4 times in a row)
+-- ---- statement 16 (executed 4 times in a row)
     SELECT array_agg(name ORDER BY ord) FROM catalog_measures();
 
--- ---- statement 20
+-- ---- statement 17
     SELECT format(
         'INSERT INTO %I AS t (period_start, page_id, site_id, %s) %s %s',
         p_target,
@@ -139,36 +124,13 @@ DELETE FROM _deltas d USING _stage_ranges r
                 FROM unnest(_aggregate_columns()) c)
         ELSE '' END);
 
--- ---- statement 21
-WITH written AS (INSERT INTO agg_interval AS t (period_start, page_id, site_id, traffic_hours, users, sessions, views, bounces, engagement_seconds, mobile_samples, mobile_score_sum, mobile_lcp_ms_n, mobile_lcp_ms_good, mobile_lcp_ms_poor, mobile_lcp_ms_hist, mobile_fcp_ms_n, mobile_fcp_ms_good, mobile_fcp_ms_poor, mobile_fcp_ms_hist, mobile_inp_ms_n, mobile_inp_ms_good, mobile_inp_ms_poor, mobile_inp_ms_hist, mobile_ttfb_ms_n, mobile_ttfb_ms_good, mobile_ttfb_ms_poor, mobile_ttfb_ms_hist, mobile_cls_n, mobile_cls_good, mobile_cls_poor, mobile_cls_hist, desktop_samples, desktop_score_sum, desktop_lcp_ms_n, desktop_lcp_ms_good, desktop_lcp_ms_poor, desktop_lcp_ms_hist, desktop_fcp_ms_n, desktop_fcp_ms_good, desktop_fcp_ms_poor, desktop_fcp_ms_hist, desktop_inp_ms_n, desktop_inp_ms_good, desktop_inp_ms_poor, desktop_inp_ms_hist, desktop_ttfb_ms_n, desktop_ttfb_ms_good, desktop_ttfb_ms_poor, desktop_ttfb_ms_hist, desktop_cls_n, desktop_cls_good, desktop_cls_poor, desktop_cls_hist) SELECT interval_start(a.hour, 4), a.page_id, min(a.site_id), count(a.users) AS traffic_hours, coalesce(sum(a.users), 0) AS users, coalesce(sum(a.sessions), 0) AS sessions, coalesce(sum(a.views), 0) AS views, coalesce(sum(a.bounces), 0) AS bounces, exact_numeric(coalesce(sum(trunc(a.engagement_seconds)), 0)) + exact_numeric(coalesce(sum(round((a.engagement_seconds - trunc(a.engagement_seconds)) * 1e6)), 0)) * 0.000001 AS engagement_seconds, count(a.mobile_score) AS mobile_samples, exact_numeric(coalesce(sum(trunc(a.mobile_score)), 0)) + exact_numeric(coalesce(sum(round((a.mobile_score - trunc(a.mobile_score)) * 1e6)), 0)) * 0.000001 AS mobile_score_sum, count(a.mobile_lcp_ms) AS mobile_lcp_ms_n, count(*) FILTER (WHERE a.mobile_lcp_ms <= 2500) AS mobile_lcp_ms_good, count(*) FILTER (WHERE a.mobile_lcp_ms > 4000) AS mobile_lcp_ms_poor, array_agg((hist_bucket(a.mobile_lcp_ms)::bigint << 32) + 1) FILTER (WHERE a.mobile_lcp_ms IS NOT NULL) AS mobile_lcp_ms_hist, count(a.mobile_fcp_ms) AS mobile_fcp_ms_n, count(*) FILTER (WHERE a.mobile_fcp_ms <= 1800) AS mobile_fcp_ms_good, count(*) FILTER (WHERE a.mobile_fcp_ms > 3000) AS mobile_fcp_ms_poor, array_agg((hist_bucket(a.mobile_fcp_ms)::bigint << 32) + 1) FILTER (WHERE a.mobile_fcp_ms IS NOT NULL) AS mobile_fcp_ms_hist, count(a.mobile_inp_ms) AS mobile_inp_ms_n, count(*) FILTER (WHERE a.mobile_inp_ms <= 200) AS mobile_inp_ms_good, count(*) FILTER (WHERE a.mobile_inp_ms > 500) AS mobile_inp_ms_poor, array_agg((hist_bucket(a.mobile_inp_ms)::bigint << 32) + 1) FILTER (WHERE a.mobile_inp_ms IS NOT NULL) AS mobile_inp_ms_hist, count(a.mobile_ttfb_ms) AS mobile_ttfb_ms_n, count(*) FILTER (WHERE a.mobile_ttfb_ms <= 800) AS mobile_ttfb_ms_good, count(*) FILTER (WHERE a.mobile_ttfb_ms > 1800) AS mobile_ttfb_ms_poor, array_agg((hist_bucket(a.mobile_ttfb_ms)::bigint << 32) + 1) FILTER (WHERE a.mobile_ttfb_ms IS NOT NULL) AS mobile_ttfb_ms_hist, count(a.mobile_cls) AS mobile_cls_n, count(*) FILTER (WHERE a.mobile_cls <= 0.1) AS mobile_cls_good, count(*) FILTER (WHERE a.mobile_cls > 0.25) AS mobile_cls_poor, array_agg((hist_bucket(a.mobile_cls)::bigint << 32) + 1) FILTER (WHERE a.mobile_cls IS NOT NULL) AS mobile_cls_hist, count(a.desktop_score) AS desktop_samples, exact_numeric(coalesce(sum(trunc(a.desktop_score)), 0)) + exact_numeric(coalesce(sum(round((a.desktop_score - trunc(a.desktop_score)) * 1e6)), 0)) * 0.000001 AS desktop_score_sum, count(a.desktop_lcp_ms) AS desktop_lcp_ms_n, count(*) FILTER (WHERE a.desktop_lcp_ms <= 2500) AS desktop_lcp_ms_good, count(*) FILTER (WHERE a.desktop_lcp_ms > 4000) AS desktop_lcp_ms_poor, array_agg((hist_bucket(a.desktop_lcp_ms)::bigint << 32) + 1) FILTER (WHERE a.desktop_lcp_ms IS NOT NULL) AS desktop_lcp_ms_hist, count(a.desktop_fcp_ms) AS desktop_fcp_ms_n, count(*) FILTER (WHERE a.desktop_fcp_ms <= 1800) AS desktop_fcp_ms_good, count(*) FILTER (WHERE a.desktop_fcp_ms > 3000) AS desktop_fcp_ms_poor, array_agg((hist_bucket(a.desktop_fcp_ms)::bigint << 32) + 1) FILTER (WHERE a.desktop_fcp_ms IS NOT NULL) AS desktop_fcp_ms_hist, count(a.desktop_inp_ms) AS desktop_inp_ms_n, count(*) FILTER (WHERE a.desktop_inp_ms <= 200) AS desktop_inp_ms_good, count(*) FILTER (WHERE a.desktop_inp_ms > 500) AS desktop_inp_ms_poor, array_agg((hist_bucket(a.desktop_inp_ms)::bigint << 32) + 1) FILTER (WHERE a.desktop_inp_ms IS NOT NULL) AS desktop_inp_ms_hist, count(a.desktop_ttfb_ms) AS desktop_ttfb_ms_n, count(*) FILTER (WHERE a.desktop_ttfb_ms <= 800) AS desktop_ttfb_ms_good, count(*) FILTER (WHERE a.desktop_ttfb_ms > 1800) AS desktop_ttfb_ms_poor, array_agg((hist_bucket(a.desktop_ttfb_ms)::bigint << 32) + 1) FILTER (WHERE a.desktop_ttfb_ms IS NOT NULL) AS desktop_ttfb_ms_hist, count(a.desktop_cls) AS desktop_cls_n, count(*) FILTER (WHERE a.desktop_cls <= 0.1) AS desktop_cls_good, count(*) FILTER (WHERE a.desktop_cls > 0.25) AS desktop_cls_poor, array_agg((hist_bucket(a.desktop_cls)::bigint << 32) + 1) FILTER (WHERE a.desktop_cls IS NOT NULL) AS desktop_cls_hist FROM page_hour a JOIN _stage_ranges r ON r.page_id = a.page_id   AND a.hour >= r.lo AND a.hour < r.hi GROUP BY 1, 2 ORDER BY 2, 1 ON CONFLICT (period_start, page_id) DO UPDATE SET traffic_hours = EXCLUDED.traffic_hours, users = EXCLUDED.users, sessions = EXCLUDED.sessions, views = EXCLUDED.views, bounces = EXCLUDED.bounces, engagement_seconds = EXCLUDED.engagement_seconds, mobile_samples = EXCLUDED.mobile_samples, mobile_score_sum = EXCLUDED.mobile_score_sum, mobile_lcp_ms_n = EXCLUDED.mobile_lcp_ms_n, mobile_lcp_ms_good = EXCLUDED.mobile_lcp_ms_good, mobile_lcp_ms_poor = EXCLUDED.mobile_lcp_ms_poor, mobile_lcp_ms_hist = EXCLUDED.mobile_lcp_ms_hist, mobile_fcp_ms_n = EXCLUDED.mobile_fcp_ms_n, mobile_fcp_ms_good = EXCLUDED.mobile_fcp_ms_good, mobile_fcp_ms_poor = EXCLUDED.mobile_fcp_ms_poor, mobile_fcp_ms_hist = EXCLUDED.mobile_fcp_ms_hist, mobile_inp_ms_n = EXCLUDED.mobile_inp_ms_n, mobile_inp_ms_good = EXCLUDED.mobile_inp_ms_good, mobile_inp_ms_poor = EXCLUDED.mobile_inp_ms_poor, mobile_inp_ms_hist = EXCLUDED.mobile_inp_ms_hist, mobile_ttfb_ms_n = EXCLUDED.mobile_ttfb_ms_n, mobile_ttfb_ms_good = EXCLUDED.mobile_ttfb_ms_good, mobile_ttfb_ms_poor = EXCLUDED.mobile_ttfb_ms_poor, mobile_ttfb_ms_hist = EXCLUDED.mobile_ttfb_ms_hist, mobile_cls_n = EXCLUDED.mobile_cls_n, mobile_cls_good = EXCLUDED.mobile_cls_good, mobile_cls_poor = EXCLUDED.mobile_cls_poor, mobile_cls_hist = EXCLUDED.mobile_cls_hist, desktop_samples = EXCLUDED.desktop_samples, desktop_score_sum = EXCLUDED.desktop_score_sum, desktop_lcp_ms_n = EXCLUDED.desktop_lcp_ms_n, desktop_lcp_ms_good = EXCLUDED.desktop_lcp_ms_good, desktop_lcp_ms_poor = EXCLUDED.desktop_lcp_ms_poor, desktop_lcp_ms_hist = EXCLUDED.desktop_lcp_ms_hist, desktop_fcp_ms_n = EXCLUDED.desktop_fcp_ms_n, desktop_fcp_ms_good = EXCLUDED.desktop_fcp_ms_good, desktop_fcp_ms_poor = EXCLUDED.desktop_fcp_ms_poor, desktop_fcp_ms_hist = EXCLUDED.desktop_fcp_ms_hist, desktop_inp_ms_n = EXCLUDED.desktop_inp_ms_n, desktop_inp_ms_good = EXCLUDED.desktop_inp_ms_good, desktop_inp_ms_poor = EXCLUDED.desktop_inp_ms_poor, desktop_inp_ms_hist = EXCLUDED.desktop_inp_ms_hist, desktop_ttfb_ms_n = EXCLUDED.desktop_ttfb_ms_n, desktop_ttfb_ms_good = EXCLUDED.desktop_ttfb_ms_good, desktop_ttfb_ms_poor = EXCLUDED.desktop_ttfb_ms_poor, desktop_ttfb_ms_hist = EXCLUDED.desktop_ttfb_ms_hist, desktop_cls_n = EXCLUDED.desktop_cls_n, desktop_cls_good = EXCLUDED.desktop_cls_good, desktop_cls_poor = EXCLUDED.desktop_cls_poor, desktop_cls_hist = EXCLUDED.desktop_cls_hist RETURNING t.*) INSERT INTO _rows_new SELECT * FROM written;
+-- ---- statement 18
+INSERT INTO agg_interval AS t (period_start, page_id, site_id, traffic_hours, users, sessions, views, bounces, engagement_seconds, mobile_samples, mobile_score_sum, mobile_lcp_ms_n, mobile_lcp_ms_good, mobile_lcp_ms_poor, mobile_lcp_ms_hist, mobile_fcp_ms_n, mobile_fcp_ms_good, mobile_fcp_ms_poor, mobile_fcp_ms_hist, mobile_inp_ms_n, mobile_inp_ms_good, mobile_inp_ms_poor, mobile_inp_ms_hist, mobile_ttfb_ms_n, mobile_ttfb_ms_good, mobile_ttfb_ms_poor, mobile_ttfb_ms_hist, mobile_cls_n, mobile_cls_good, mobile_cls_poor, mobile_cls_hist, desktop_samples, desktop_score_sum, desktop_lcp_ms_n, desktop_lcp_ms_good, desktop_lcp_ms_poor, desktop_lcp_ms_hist, desktop_fcp_ms_n, desktop_fcp_ms_good, desktop_fcp_ms_poor, desktop_fcp_ms_hist, desktop_inp_ms_n, desktop_inp_ms_good, desktop_inp_ms_poor, desktop_inp_ms_hist, desktop_ttfb_ms_n, desktop_ttfb_ms_good, desktop_ttfb_ms_poor, desktop_ttfb_ms_hist, desktop_cls_n, desktop_cls_good, desktop_cls_poor, desktop_cls_hist) SELECT interval_start(a.hour, 4), a.page_id, min(a.site_id), count(a.users) AS traffic_hours, coalesce(sum(a.users), 0) AS users, coalesce(sum(a.sessions), 0) AS sessions, coalesce(sum(a.views), 0) AS views, coalesce(sum(a.bounces), 0) AS bounces, exact_numeric(coalesce(sum(trunc(a.engagement_seconds)), 0)) + exact_numeric(coalesce(sum(round((a.engagement_seconds - trunc(a.engagement_seconds)) * 1e6)), 0)) * 0.000001 AS engagement_seconds, count(a.mobile_score) AS mobile_samples, exact_numeric(coalesce(sum(trunc(a.mobile_score)), 0)) + exact_numeric(coalesce(sum(round((a.mobile_score - trunc(a.mobile_score)) * 1e6)), 0)) * 0.000001 AS mobile_score_sum, count(a.mobile_lcp_ms) AS mobile_lcp_ms_n, count(*) FILTER (WHERE a.mobile_lcp_ms <= 2500) AS mobile_lcp_ms_good, count(*) FILTER (WHERE a.mobile_lcp_ms > 4000) AS mobile_lcp_ms_poor, array_agg((hist_bucket(a.mobile_lcp_ms)::bigint << 32) + 1) FILTER (WHERE a.mobile_lcp_ms IS NOT NULL) AS mobile_lcp_ms_hist, count(a.mobile_fcp_ms) AS mobile_fcp_ms_n, count(*) FILTER (WHERE a.mobile_fcp_ms <= 1800) AS mobile_fcp_ms_good, count(*) FILTER (WHERE a.mobile_fcp_ms > 3000) AS mobile_fcp_ms_poor, array_agg((hist_bucket(a.mobile_fcp_ms)::bigint << 32) + 1) FILTER (WHERE a.mobile_fcp_ms IS NOT NULL) AS mobile_fcp_ms_hist, count(a.mobile_inp_ms) AS mobile_inp_ms_n, count(*) FILTER (WHERE a.mobile_inp_ms <= 200) AS mobile_inp_ms_good, count(*) FILTER (WHERE a.mobile_inp_ms > 500) AS mobile_inp_ms_poor, array_agg((hist_bucket(a.mobile_inp_ms)::bigint << 32) + 1) FILTER (WHERE a.mobile_inp_ms IS NOT NULL) AS mobile_inp_ms_hist, count(a.mobile_ttfb_ms) AS mobile_ttfb_ms_n, count(*) FILTER (WHERE a.mobile_ttfb_ms <= 800) AS mobile_ttfb_ms_good, count(*) FILTER (WHERE a.mobile_ttfb_ms > 1800) AS mobile_ttfb_ms_poor, array_agg((hist_bucket(a.mobile_ttfb_ms)::bigint << 32) + 1) FILTER (WHERE a.mobile_ttfb_ms IS NOT NULL) AS mobile_ttfb_ms_hist, count(a.mobile_cls) AS mobile_cls_n, count(*) FILTER (WHERE a.mobile_cls <= 0.1) AS mobile_cls_good, count(*) FILTER (WHERE a.mobile_cls > 0.25) AS mobile_cls_poor, array_agg((hist_bucket(a.mobile_cls)::bigint << 32) + 1) FILTER (WHERE a.mobile_cls IS NOT NULL) AS mobile_cls_hist, count(a.desktop_score) AS desktop_samples, exact_numeric(coalesce(sum(trunc(a.desktop_score)), 0)) + exact_numeric(coalesce(sum(round((a.desktop_score - trunc(a.desktop_score)) * 1e6)), 0)) * 0.000001 AS desktop_score_sum, count(a.desktop_lcp_ms) AS desktop_lcp_ms_n, count(*) FILTER (WHERE a.desktop_lcp_ms <= 2500) AS desktop_lcp_ms_good, count(*) FILTER (WHERE a.desktop_lcp_ms > 4000) AS desktop_lcp_ms_poor, array_agg((hist_bucket(a.desktop_lcp_ms)::bigint << 32) + 1) FILTER (WHERE a.desktop_lcp_ms IS NOT NULL) AS desktop_lcp_ms_hist, count(a.desktop_fcp_ms) AS desktop_fcp_ms_n, count(*) FILTER (WHERE a.desktop_fcp_ms <= 1800) AS desktop_fcp_ms_good, count(*) FILTER (WHERE a.desktop_fcp_ms > 3000) AS desktop_fcp_ms_poor, array_agg((hist_bucket(a.desktop_fcp_ms)::bigint << 32) + 1) FILTER (WHERE a.desktop_fcp_ms IS NOT NULL) AS desktop_fcp_ms_hist, count(a.desktop_inp_ms) AS desktop_inp_ms_n, count(*) FILTER (WHERE a.desktop_inp_ms <= 200) AS desktop_inp_ms_good, count(*) FILTER (WHERE a.desktop_inp_ms > 500) AS desktop_inp_ms_poor, array_agg((hist_bucket(a.desktop_inp_ms)::bigint << 32) + 1) FILTER (WHERE a.desktop_inp_ms IS NOT NULL) AS desktop_inp_ms_hist, count(a.desktop_ttfb_ms) AS desktop_ttfb_ms_n, count(*) FILTER (WHERE a.desktop_ttfb_ms <= 800) AS desktop_ttfb_ms_good, count(*) FILTER (WHERE a.desktop_ttfb_ms > 1800) AS desktop_ttfb_ms_poor, array_agg((hist_bucket(a.desktop_ttfb_ms)::bigint << 32) + 1) FILTER (WHERE a.desktop_ttfb_ms IS NOT NULL) AS desktop_ttfb_ms_hist, count(a.desktop_cls) AS desktop_cls_n, count(*) FILTER (WHERE a.desktop_cls <= 0.1) AS desktop_cls_good, count(*) FILTER (WHERE a.desktop_cls > 0.25) AS desktop_cls_poor, array_agg((hist_bucket(a.desktop_cls)::bigint << 32) + 1) FILTER (WHERE a.desktop_cls IS NOT NULL) AS desktop_cls_hist FROM page_hour a JOIN _stage_ranges r ON r.page_id = a.page_id   AND a.hour >= r.lo AND a.hour < r.hi GROUP BY 1, 2 ORDER BY 2, 1 ON CONFLICT (period_start, page_id) DO UPDATE SET traffic_hours = EXCLUDED.traffic_hours, users = EXCLUDED.users, sessions = EXCLUDED.sessions, views = EXCLUDED.views, bounces = EXCLUDED.bounces, engagement_seconds = EXCLUDED.engagement_seconds, mobile_samples = EXCLUDED.mobile_samples, mobile_score_sum = EXCLUDED.mobile_score_sum, mobile_lcp_ms_n = EXCLUDED.mobile_lcp_ms_n, mobile_lcp_ms_good = EXCLUDED.mobile_lcp_ms_good, mobile_lcp_ms_poor = EXCLUDED.mobile_lcp_ms_poor, mobile_lcp_ms_hist = EXCLUDED.mobile_lcp_ms_hist, mobile_fcp_ms_n = EXCLUDED.mobile_fcp_ms_n, mobile_fcp_ms_good = EXCLUDED.mobile_fcp_ms_good, mobile_fcp_ms_poor = EXCLUDED.mobile_fcp_ms_poor, mobile_fcp_ms_hist = EXCLUDED.mobile_fcp_ms_hist, mobile_inp_ms_n = EXCLUDED.mobile_inp_ms_n, mobile_inp_ms_good = EXCLUDED.mobile_inp_ms_good, mobile_inp_ms_poor = EXCLUDED.mobile_inp_ms_poor, mobile_inp_ms_hist = EXCLUDED.mobile_inp_ms_hist, mobile_ttfb_ms_n = EXCLUDED.mobile_ttfb_ms_n, mobile_ttfb_ms_good = EXCLUDED.mobile_ttfb_ms_good, mobile_ttfb_ms_poor = EXCLUDED.mobile_ttfb_ms_poor, mobile_ttfb_ms_hist = EXCLUDED.mobile_ttfb_ms_hist, mobile_cls_n = EXCLUDED.mobile_cls_n, mobile_cls_good = EXCLUDED.mobile_cls_good, mobile_cls_poor = EXCLUDED.mobile_cls_poor, mobile_cls_hist = EXCLUDED.mobile_cls_hist, desktop_samples = EXCLUDED.desktop_samples, desktop_score_sum = EXCLUDED.desktop_score_sum, desktop_lcp_ms_n = EXCLUDED.desktop_lcp_ms_n, desktop_lcp_ms_good = EXCLUDED.desktop_lcp_ms_good, desktop_lcp_ms_poor = EXCLUDED.desktop_lcp_ms_poor, desktop_lcp_ms_hist = EXCLUDED.desktop_lcp_ms_hist, desktop_fcp_ms_n = EXCLUDED.desktop_fcp_ms_n, desktop_fcp_ms_good = EXCLUDED.desktop_fcp_ms_good, desktop_fcp_ms_poor = EXCLUDED.desktop_fcp_ms_poor, desktop_fcp_ms_hist = EXCLUDED.desktop_fcp_ms_hist, desktop_inp_ms_n = EXCLUDED.desktop_inp_ms_n, desktop_inp_ms_good = EXCLUDED.desktop_inp_ms_good, desktop_inp_ms_poor = EXCLUDED.desktop_inp_ms_poor, desktop_inp_ms_hist = EXCLUDED.desktop_inp_ms_hist, desktop_ttfb_ms_n = EXCLUDED.desktop_ttfb_ms_n, desktop_ttfb_ms_good = EXCLUDED.desktop_ttfb_ms_good, desktop_ttfb_ms_poor = EXCLUDED.desktop_ttfb_ms_poor, desktop_ttfb_ms_hist = EXCLUDED.desktop_ttfb_ms_hist, desktop_cls_n = EXCLUDED.desktop_cls_n, desktop_cls_good = EXCLUDED.desktop_cls_good, desktop_cls_poor = EXCLUDED.desktop_cls_poor, desktop_cls_hist = EXCLUDED.desktop_cls_hist;
 
--- ---- statement 22 (executed 2 times in a row)
-    SELECT array_agg(name ORDER BY ord) FROM catalog_measures();
+-- ---- statement 19
+INSERT INTO pipeline_dirty (stage, period_start, page_id)
+        SELECT 'daily', day, page_id FROM _stage_keys ORDER BY day, page_id
+        ON CONFLICT DO NOTHING;
 
--- ---- statement 23
-    SELECT string_agg(
-               CASE WHEN kind = 'hist'
-                    THEN format('hist_cat_agg(CASE WHEN a.sign > 0 THEN a.%1$I '
-                                'ELSE hist_negate(a.%1$I) END)', name)
-                    ELSE format('sum(a.sign * a.%I)', name) END, ', ' ORDER BY ord)
-    FROM catalog_measures();
-
--- ---- statement 24
-format(
-                'INSERT INTO pipeline_delta (stage, period_start, page_id, site_id, %s) '
-                'SELECT ''daily'', utc_trunc(''day'', a.period_start), a.page_id, '
-                '       min(a.site_id), %s FROM ('
-                '  SELECT 1 AS sign, * FROM _rows_new UNION ALL SELECT -1, * FROM _rows_old'
-                ') AS a GROUP BY 2, 3 ORDER BY 2, 3',
-                (SELECT string_agg(format('%I', c), ', ') FROM unnest(_aggregate_columns()) c),
-                _signed_rollup_aggregates());
-
--- ---- statement 25 (executed 1200 times in a row)
-    SELECT array_agg((hist_element_bucket(e)::bigint << 32) - hist_element_count(e))
-    FROM unnest(h) AS e;
-
--- ---- statement 26
-INSERT INTO pipeline_delta (stage, period_start, page_id, site_id, traffic_hours, users, sessions, views, bounces, engagement_seconds, mobile_samples, mobile_score_sum, mobile_lcp_ms_n, mobile_lcp_ms_good, mobile_lcp_ms_poor, mobile_lcp_ms_hist, mobile_fcp_ms_n, mobile_fcp_ms_good, mobile_fcp_ms_poor, mobile_fcp_ms_hist, mobile_inp_ms_n, mobile_inp_ms_good, mobile_inp_ms_poor, mobile_inp_ms_hist, mobile_ttfb_ms_n, mobile_ttfb_ms_good, mobile_ttfb_ms_poor, mobile_ttfb_ms_hist, mobile_cls_n, mobile_cls_good, mobile_cls_poor, mobile_cls_hist, desktop_samples, desktop_score_sum, desktop_lcp_ms_n, desktop_lcp_ms_good, desktop_lcp_ms_poor, desktop_lcp_ms_hist, desktop_fcp_ms_n, desktop_fcp_ms_good, desktop_fcp_ms_poor, desktop_fcp_ms_hist, desktop_inp_ms_n, desktop_inp_ms_good, desktop_inp_ms_poor, desktop_inp_ms_hist, desktop_ttfb_ms_n, desktop_ttfb_ms_good, desktop_ttfb_ms_poor, desktop_ttfb_ms_hist, desktop_cls_n, desktop_cls_good, desktop_cls_poor, desktop_cls_hist) SELECT 'daily', utc_trunc('day', a.period_start), a.page_id,        min(a.site_id), sum(a.sign * a.traffic_hours), sum(a.sign * a.users), sum(a.sign * a.sessions), sum(a.sign * a.views), sum(a.sign * a.bounces), sum(a.sign * a.engagement_seconds), sum(a.sign * a.mobile_samples), sum(a.sign * a.mobile_score_sum), sum(a.sign * a.mobile_lcp_ms_n), sum(a.sign * a.mobile_lcp_ms_good), sum(a.sign * a.mobile_lcp_ms_poor), hist_cat_agg(CASE WHEN a.sign > 0 THEN a.mobile_lcp_ms_hist ELSE hist_negate(a.mobile_lcp_ms_hist) END), sum(a.sign * a.mobile_fcp_ms_n), sum(a.sign * a.mobile_fcp_ms_good), sum(a.sign * a.mobile_fcp_ms_poor), hist_cat_agg(CASE WHEN a.sign > 0 THEN a.mobile_fcp_ms_hist ELSE hist_negate(a.mobile_fcp_ms_hist) END), sum(a.sign * a.mobile_inp_ms_n), sum(a.sign * a.mobile_inp_ms_good), sum(a.sign * a.mobile_inp_ms_poor), hist_cat_agg(CASE WHEN a.sign > 0 THEN a.mobile_inp_ms_hist ELSE hist_negate(a.mobile_inp_ms_hist) END), sum(a.sign * a.mobile_ttfb_ms_n), sum(a.sign * a.mobile_ttfb_ms_good), sum(a.sign * a.mobile_ttfb_ms_poor), hist_cat_agg(CASE WHEN a.sign > 0 THEN a.mobile_ttfb_ms_hist ELSE hist_negate(a.mobile_ttfb_ms_hist) END), sum(a.sign * a.mobile_cls_n), sum(a.sign * a.mobile_cls_good), sum(a.sign * a.mobile_cls_poor), hist_cat_agg(CASE WHEN a.sign > 0 THEN a.mobile_cls_hist ELSE hist_negate(a.mobile_cls_hist) END), sum(a.sign * a.desktop_samples), sum(a.sign * a.desktop_score_sum), sum(a.sign * a.desktop_lcp_ms_n), sum(a.sign * a.desktop_lcp_ms_good), sum(a.sign * a.desktop_lcp_ms_poor), hist_cat_agg(CASE WHEN a.sign > 0 THEN a.desktop_lcp_ms_hist ELSE hist_negate(a.desktop_lcp_ms_hist) END), sum(a.sign * a.desktop_fcp_ms_n), sum(a.sign * a.desktop_fcp_ms_good), sum(a.sign * a.desktop_fcp_ms_poor), hist_cat_agg(CASE WHEN a.sign > 0 THEN a.desktop_fcp_ms_hist ELSE hist_negate(a.desktop_fcp_ms_hist) END), sum(a.sign * a.desktop_inp_ms_n), sum(a.sign * a.desktop_inp_ms_good), sum(a.sign * a.desktop_inp_ms_poor), hist_cat_agg(CASE WHEN a.sign > 0 THEN a.desktop_inp_ms_hist ELSE hist_negate(a.desktop_inp_ms_hist) END), sum(a.sign * a.desktop_ttfb_ms_n), sum(a.sign * a.desktop_ttfb_ms_good), sum(a.sign * a.desktop_ttfb_ms_poor), hist_cat_agg(CASE WHEN a.sign > 0 THEN a.desktop_ttfb_ms_hist ELSE hist_negate(a.desktop_ttfb_ms_hist) END), sum(a.sign * a.desktop_cls_n), sum(a.sign * a.desktop_cls_good), sum(a.sign * a.desktop_cls_poor), hist_cat_agg(CASE WHEN a.sign > 0 THEN a.desktop_cls_hist ELSE hist_negate(a.desktop_cls_hist) END) FROM (  SELECT 1 AS sign, * FROM _rows_new UNION ALL SELECT -1, * FROM _rows_old) AS a GROUP BY 2, 3 ORDER BY 2, 3;
-
--- ---- statement 27
+-- ---- statement 20
 SELECT rows_in, rows_out FROM stage_interval($1::timestamptz, $2::timestamptz, $3);
