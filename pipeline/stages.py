@@ -53,7 +53,7 @@ from psycopg import sql
 from observability.logs import logged_stage_run
 
 from . import datasettings, dataversion
-from .catalog import LEDGER_STAGES, TIME_STAGES, WINDOW_UNIT
+from .catalog import LEDGER_STAGES, NEXT_STAGE, TIME_STAGES, WINDOW_UNIT
 from .ingest.service import conninfo
 
 logger = logging.getLogger(__name__)
@@ -119,6 +119,31 @@ def _error_text(error: BaseException) -> str:
 
 def _lock_key(stage: str, key: int) -> tuple[int, int]:
     return (_LOCK_NAMESPACE + STAGES.index(stage), key % 2**31)
+
+
+_DELTA_NAMESPACE = 0x4D58  # + the rank of the stage whose window's deltas it guards
+
+
+def _take_delta_locks(conn, stage: str, start: datetime) -> None:
+    """In a time window's transaction, before any other statement of its stage: its own
+    window's delta lock, exclusive, and the delta lock of the next stage's window it
+    writes deltas for, shared. A stage takes its deltas in one statement and reads the
+    finer table in later ones; without the locks, the window of the stage before that
+    commits in between puts its change in both (added twice). Taken in stage order, so
+    no two windows wait for each other."""
+    if stage != "page":  # the page stage takes no deltas
+        conn.execute(
+            "SELECT pg_advisory_xact_lock(%s, %s)",
+            (_DELTA_NAMESPACE + STAGES.index(stage), int(start.timestamp() // 3600) % 2**31),
+        )
+    following = NEXT_STAGE[stage]
+    if following is not None:
+        next_start = _window_start(start, WINDOW_UNIT[following])
+        conn.execute(
+            "SELECT pg_advisory_xact_lock_shared(%s, %s)",
+            (_DELTA_NAMESPACE + STAGES.index(following),
+             int(next_start.timestamp() // 3600) % 2**31),
+        )  # fmt: skip
 
 
 def worker_name() -> str:
@@ -342,6 +367,7 @@ def run_window(
                 return StageRun(stage, window, "busy")
             claim = _ledger_start(conn, stage, None, start, end)
             with conn.transaction():
+                _take_delta_locks(conn, stage, start)
                 datasettings.verify(conn)  # built with this process's settings (FOR SHARE)
                 if stage == "interval":
                     row = conn.execute(

@@ -110,7 +110,9 @@ def _page_hour_expressions() -> dict:
     return exprs
 
 
-# Sums and counts through the ORM; histograms are merged by _histograms().
+# Sums and counts through the ORM; histograms are merged by _histograms(). An
+# element's count is a signed 32-bit number: a larger sum goes in several elements.
+_MAX_ELEMENT_COUNT = 2**31 - 1
 AGGREGATES = _aggregate_expressions()
 PAGE_HOUR_AGGREGATES = _page_hour_expressions()
 HIST_KEYS = [f"{s}_{v}" for s in STRATEGIES for v in VITALS]
@@ -157,8 +159,11 @@ def _histograms(piece: Piece, filters: Filters, group: str | None) -> dict:
         for row in cursor.fetchall():
             key, (k, bucket, count) = (row[0], row[1:]) if group else (None, row)
             hist = out.setdefault(key, {}).setdefault(f"{HIST_KEYS[k]}_hist", [])
-            if count:  # a bucket that deltas emptied
-                hist.append((int(bucket) << 32) + int(count))
+            count = int(count)
+            while count > 0:  # none when deltas emptied the bucket
+                part = min(count, _MAX_ELEMENT_COUNT)
+                hist.append((int(bucket) << 32) + part)
+                count -= part
     return out
 
 
@@ -211,17 +216,28 @@ def range_partials_by_page(start: datetime, end: datetime, filters: Filters) -> 
 # ------------------------------------------------------------------ freshness
 
 
+def _deltas_pending(start: datetime, end: datetime) -> bool:
+    """Whether a stage has late-data deltas still to add for a period in [start, end)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT EXISTS (SELECT FROM pipeline_delta "
+            "WHERE period_start >= %s AND period_start < %s)",
+            [start, end],
+        )
+        return cursor.fetchone()[0]
+
+
 def freshness(start: datetime, end: datetime) -> dict:
     """The newest pipeline run over the range and whether work for it is pending."""
     windows = PipelineLedger.objects.exclude(stage="staged").filter(
         window_start__lt=end, window_end__gt=start
     )
     newest = windows.filter(status="done").aggregate(newest=Max("finished_at"))["newest"]
+    year_start = start.replace(month=1, day=1, hour=0)  # the coarsest key holding start
     pending = (
         windows.exclude(status="done").exists()
-        or PipelineDirty.objects.filter(
-            period_start__lt=end, period_start__gte=start.replace(month=1, day=1, hour=0)
-        ).exists()
+        or PipelineDirty.objects.filter(period_start__lt=end, period_start__gte=year_start).exists()
+        or _deltas_pending(year_start, end)
         or IngestBatch.objects.filter(
             ledger__stage="staged",
             ledger__status__in=("pending", "running", "failed"),

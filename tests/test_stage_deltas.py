@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import json
 import random
+import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
+import psycopg
 import pytest
 from django.db import connection
 
 from pipeline import selectors, stages
+from reporting.selectors import freshness as report_freshness
 
 from .contract import generate, read_records, violations
 from .test_stages import (
@@ -79,6 +83,8 @@ def test_a_late_page_hour_rewrites_one_row_per_level(base):
     assert pending["interval"] == 2 and pending["daily"] == 0, pending
     with connection.cursor() as cursor:
         assert "interval" in selectors.pipeline_lag(cursor).stages
+    everything = (datetime(2000, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC))
+    assert report_freshness(*everything)["pending"]
     assert stages.dirty_windows("interval")
     runs |= {run.stage: run for run in stages.drain()}
     # Two page-hours changed: each level rewrites at most two rows, whatever the size
@@ -145,3 +151,73 @@ def test_corrections_deletions_and_redeliveries_equal_a_clean_run(base, seed):
     assert_every_stage_matches(order)
     state = snapshot(TABLES)
     assert clean_run_snapshot() == state
+
+
+def _ga_records(page: str, hours: list[str]) -> list[dict]:
+    return [{"page": page, "hour": hour, "users": 3, "sessions": 4, "views": 9, "bounces": 1,
+             "engagement_seconds": 12.5} for hour in hours]  # fmt: skip
+
+
+def test_days_that_only_deltas_brought_reach_a_first_load_above(tmp_path):
+    """A page's later hours staged and paged before the interval stage first ran
+    reach it as deltas; its first load recomputes them with the page's other days,
+    and every day it wrote reaches the site-days and the stages above."""
+    pages = [f"https://shop.example.com/p{n}" for n in range(4)]
+    day1 = [r for p in pages for r in _ga_records(p, ["2024-03-04T05:00:00Z"])]
+    first = [write(tmp_path / "ga_day1.json", day1)]
+    ingest_in_order(first)
+    stages.drain(("staged", "page"))
+    later = [write(tmp_path / "ga_day3.json", _ga_records(pages[0], [
+        "2024-03-06T01:00:00Z", "2024-03-06T02:00:00Z", "2024-03-06T03:00:00Z"]))]  # fmt: skip
+    ingest_in_order(later)
+    stages.drain(("staged", "page"))
+    assert query("SELECT count(*) FROM pipeline_delta") == [(3,)]
+    stages.drain()
+    assert query("SELECT period_start::date::text FROM agg_site_daily ORDER BY 1") == [
+        ("2024-03-04",), ("2024-03-06",)
+    ]  # fmt: skip
+    assert_every_stage_matches([*first, *later])
+    state = snapshot(TABLES)
+    assert clean_run_snapshot() == state
+
+
+def test_a_window_waits_for_the_next_stage_taking_its_deltas(base):
+    """A stage takes its deltas in one statement and reads the finer table in later
+    ones: a window of the stage before may not commit in between (its change would
+    be in both). The page window waits on the interval window's delta lock."""
+    tmp_path, main = base
+    ga = _valid(main[0], "ga")
+    late = [write(tmp_path / "ga_late2.json", [dict(ga[0], views=ga[0]["views"] + 7)])]
+    ingest_in_order(late)
+    stages.drain(("staged",))
+    [(month,)] = query("SELECT date_trunc('month', period_start, 'UTC') FROM pipeline_dirty")
+    stages.mark_window_dirty("interval", month, stages._window_end(month, "month"))
+    blocker = psycopg.connect(stages.conninfo())
+    blocker.execute("LOCK TABLE page_hour IN ACCESS EXCLUSIVE MODE")
+    with ThreadPoolExecutor(2) as pool:
+        interval = pool.submit(stages.run_window, "interval", month)
+        wait_for(lambda: waiting("relation"), "the interval window to wait for page_hour")
+        page = pool.submit(stages.run_window, "page", month)
+        wait_for(lambda: waiting("advisory"), "the page window to wait for the delta lock")
+        blocker.rollback()
+        blocker.close()
+        assert interval.result().status == "done" and page.result().status == "done"
+    stages.drain()
+    assert_every_stage_matches([*main, *late])
+
+
+def waiting(locktype: str) -> bool:
+    with psycopg.connect(stages.conninfo(), autocommit=True) as conn:
+        return bool(conn.execute(
+            "SELECT FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+            "WHERE NOT l.granted AND l.locktype = %s AND a.datname = current_database()",
+            [locktype],
+        ).fetchall())  # fmt: skip
+
+
+def wait_for(check, what: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)

@@ -828,6 +828,16 @@ BEGIN
         END IF;
         EXECUTE _upsert_sql('agg_interval', v_select, v_filled) USING p_from, p_to;
         GET DIAGNOSTICS rows_out = ROW_COUNT;
+        IF NOT v_filled THEN
+            -- Every day it wrote is a key, those only deltas brought included.
+            INSERT INTO _stage_keys
+            SELECT DISTINCT t.page_id, utc_trunc('day', t.period_start), 16777215
+            FROM agg_interval t
+            WHERE t.page_id IN (SELECT page_id FROM _stage_keys)
+              AND t.period_start >= p_from AND t.period_start < p_to
+              AND NOT EXISTS (SELECT FROM _stage_keys k WHERE k.page_id = t.page_id
+                              AND k.day = utc_trunc('day', t.period_start));
+        END IF;
         -- Recomputed days are recomputed above too: keys come from first loads,
         -- rebuilds and days delivered again whole, whose rows the daily stage
         -- reads as cheaply as it would add their deltas.
@@ -926,7 +936,18 @@ BEGIN
                 '_rollup_keys', v_source, 'period_start', format('utc_trunc(%L, a.period_start)', v_unit),
                 v_aggregates), false) USING p_from, p_to;
             GET DIAGNOSTICS rows_out = ROW_COUNT;
-            -- A first load reads the whole window of each page of its keys.
+            -- A first load reads the whole window of each page of its keys, so the
+            -- periods it wrote are its keys, and that page's deltas are in them:
+            -- with the periods only deltas brought (a page's later hours staged
+            -- before this stage first ran), the site-days and the next stage's
+            -- keys below cover every row written.
+            EXECUTE format(
+                'INSERT INTO _rollup_keys SELECT DISTINCT t.page_id, t.period_start FROM %I t '
+                'WHERE t.page_id IN (SELECT page_id FROM _rollup_keys) '
+                '  AND t.period_start >= $1 AND t.period_start < $2 '
+                '  AND NOT EXISTS (SELECT FROM _rollup_keys k '
+                '                  WHERE k.page_id = t.page_id AND k.period = t.period_start)',
+                v_target) USING p_from, p_to;
             DELETE FROM _deltas WHERE page_id IN (SELECT page_id FROM _rollup_keys);
         END IF;
 

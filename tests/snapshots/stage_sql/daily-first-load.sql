@@ -56,31 +56,34 @@ SELECT EXISTS (SELECT FROM agg_daily WHERE period_start >= $1 AND period_start <
 INSERT INTO agg_daily AS t (period_start, page_id, site_id, traffic_hours, users, sessions, views, bounces, engagement_seconds, mobile_samples, mobile_score_sum, mobile_lcp_ms_n, mobile_lcp_ms_good, mobile_lcp_ms_poor, mobile_lcp_ms_hist, mobile_fcp_ms_n, mobile_fcp_ms_good, mobile_fcp_ms_poor, mobile_fcp_ms_hist, mobile_inp_ms_n, mobile_inp_ms_good, mobile_inp_ms_poor, mobile_inp_ms_hist, mobile_ttfb_ms_n, mobile_ttfb_ms_good, mobile_ttfb_ms_poor, mobile_ttfb_ms_hist, mobile_cls_n, mobile_cls_good, mobile_cls_poor, mobile_cls_hist, desktop_samples, desktop_score_sum, desktop_lcp_ms_n, desktop_lcp_ms_good, desktop_lcp_ms_poor, desktop_lcp_ms_hist, desktop_fcp_ms_n, desktop_fcp_ms_good, desktop_fcp_ms_poor, desktop_fcp_ms_hist, desktop_inp_ms_n, desktop_inp_ms_good, desktop_inp_ms_poor, desktop_inp_ms_hist, desktop_ttfb_ms_n, desktop_ttfb_ms_good, desktop_ttfb_ms_poor, desktop_ttfb_ms_hist, desktop_cls_n, desktop_cls_good, desktop_cls_poor, desktop_cls_hist) SELECT m.* FROM (SELECT DISTINCT page_id FROM _rollup_keys ORDER BY page_id) AS k CROSS JOIN LATERAL (SELECT site_id FROM page WHERE id = k.page_id) AS pg CROSS JOIN LATERAL (  SELECT utc_trunc('day', a.period_start) AS period_start, k.page_id, pg.site_id, sum(a.traffic_hours), sum(a.users), sum(a.sessions), sum(a.views), sum(a.bounces), sum(a.engagement_seconds), sum(a.mobile_samples), sum(a.mobile_score_sum), sum(a.mobile_lcp_ms_n), sum(a.mobile_lcp_ms_good), sum(a.mobile_lcp_ms_poor), hist_cat_agg(a.mobile_lcp_ms_hist), sum(a.mobile_fcp_ms_n), sum(a.mobile_fcp_ms_good), sum(a.mobile_fcp_ms_poor), hist_cat_agg(a.mobile_fcp_ms_hist), sum(a.mobile_inp_ms_n), sum(a.mobile_inp_ms_good), sum(a.mobile_inp_ms_poor), hist_cat_agg(a.mobile_inp_ms_hist), sum(a.mobile_ttfb_ms_n), sum(a.mobile_ttfb_ms_good), sum(a.mobile_ttfb_ms_poor), hist_cat_agg(a.mobile_ttfb_ms_hist), sum(a.mobile_cls_n), sum(a.mobile_cls_good), sum(a.mobile_cls_poor), hist_cat_agg(a.mobile_cls_hist), sum(a.desktop_samples), sum(a.desktop_score_sum), sum(a.desktop_lcp_ms_n), sum(a.desktop_lcp_ms_good), sum(a.desktop_lcp_ms_poor), hist_cat_agg(a.desktop_lcp_ms_hist), sum(a.desktop_fcp_ms_n), sum(a.desktop_fcp_ms_good), sum(a.desktop_fcp_ms_poor), hist_cat_agg(a.desktop_fcp_ms_hist), sum(a.desktop_inp_ms_n), sum(a.desktop_inp_ms_good), sum(a.desktop_inp_ms_poor), hist_cat_agg(a.desktop_inp_ms_hist), sum(a.desktop_ttfb_ms_n), sum(a.desktop_ttfb_ms_good), sum(a.desktop_ttfb_ms_poor), hist_cat_agg(a.desktop_ttfb_ms_hist), sum(a.desktop_cls_n), sum(a.desktop_cls_good), sum(a.desktop_cls_poor), hist_cat_agg(a.desktop_cls_hist) FROM agg_interval a  WHERE a.page_id = k.page_id AND a.period_start >= $1 AND a.period_start < $2 GROUP BY 1) AS m ORDER BY m.page_id, m.period_start;
 
 -- ---- statement 9
-DELETE FROM _deltas WHERE page_id IN (SELECT page_id FROM _rollup_keys);
+INSERT INTO _rollup_keys SELECT DISTINCT t.page_id, t.period_start FROM agg_daily t WHERE t.page_id IN (SELECT page_id FROM _rollup_keys)   AND t.period_start >= $1 AND t.period_start < $2   AND NOT EXISTS (SELECT FROM _rollup_keys k                   WHERE k.page_id = t.page_id AND k.period = t.period_start);
 
 -- ---- statement 10
+DELETE FROM _deltas WHERE page_id IN (SELECT page_id FROM _rollup_keys);
+
+-- ---- statement 11
 INSERT INTO pipeline_dirty (stage, period_start, page_id)
             SELECT DISTINCT v_next, utc_trunc(v_next_unit, period), page_id FROM _rollup_keys
             ORDER BY 2, 3
             ON CONFLICT DO NOTHING;
 
--- ---- statement 11
+-- ---- statement 12
 SELECT r.rows_in, r.rows_out                        FROM _stage_rollup('daily', p_from, p_to) r;
 
--- ---- statement 12
+-- ---- statement 13
 INSERT INTO _site_days
     SELECT DISTINCT k.period, p.site_id FROM _rollup_keys k JOIN page p ON p.id = k.page_id;
 
--- ---- statement 13
+-- ---- statement 14
     SELECT array_agg(name ORDER BY ord) FROM catalog_measures();
 
--- ---- statement 14
+-- ---- statement 15
     SELECT string_agg(
                CASE WHEN kind = 'hist' THEN format('%s(a.%I)', p_hist, name)
                     ELSE format('sum(a.%I)', name) END, ', ' ORDER BY ord)
     FROM catalog_measures();
 
--- ---- statement 15
+-- ---- statement 16
 format(
         'INSERT INTO agg_site_daily AS t (period_start, site_id, %s) '
         'SELECT a.period_start, a.site_id, %s FROM agg_daily a '
@@ -94,20 +97,20 @@ format(
         p_site_days,
         (SELECT string_agg(format('%1$I = EXCLUDED.%1$I', c), ', ') FROM unnest(v_cols) c));
 
--- ---- statement 16 (executed 150 times in a row)
+-- ---- statement 17 (executed 150 times in a row)
     SELECT array_agg((b << 32) + c ORDER BY b)
     FROM (SELECT hist_element_bucket(e)::bigint AS b, sum(hist_element_count(e))::bigint AS c
           FROM unnest(h) AS e GROUP BY 1) AS merged
     WHERE c <> 0;
 
--- ---- statement 17
+-- ---- statement 18
 INSERT INTO agg_site_daily AS t (period_start, site_id, traffic_hours, users, sessions, views, bounces, engagement_seconds, mobile_samples, mobile_score_sum, mobile_lcp_ms_n, mobile_lcp_ms_good, mobile_lcp_ms_poor, mobile_lcp_ms_hist, mobile_fcp_ms_n, mobile_fcp_ms_good, mobile_fcp_ms_poor, mobile_fcp_ms_hist, mobile_inp_ms_n, mobile_inp_ms_good, mobile_inp_ms_poor, mobile_inp_ms_hist, mobile_ttfb_ms_n, mobile_ttfb_ms_good, mobile_ttfb_ms_poor, mobile_ttfb_ms_hist, mobile_cls_n, mobile_cls_good, mobile_cls_poor, mobile_cls_hist, desktop_samples, desktop_score_sum, desktop_lcp_ms_n, desktop_lcp_ms_good, desktop_lcp_ms_poor, desktop_lcp_ms_hist, desktop_fcp_ms_n, desktop_fcp_ms_good, desktop_fcp_ms_poor, desktop_fcp_ms_hist, desktop_inp_ms_n, desktop_inp_ms_good, desktop_inp_ms_poor, desktop_inp_ms_hist, desktop_ttfb_ms_n, desktop_ttfb_ms_good, desktop_ttfb_ms_poor, desktop_ttfb_ms_hist, desktop_cls_n, desktop_cls_good, desktop_cls_poor, desktop_cls_hist) SELECT a.period_start, a.site_id, sum(a.traffic_hours), sum(a.users), sum(a.sessions), sum(a.views), sum(a.bounces), sum(a.engagement_seconds), sum(a.mobile_samples), sum(a.mobile_score_sum), sum(a.mobile_lcp_ms_n), sum(a.mobile_lcp_ms_good), sum(a.mobile_lcp_ms_poor), hist_merge_agg(a.mobile_lcp_ms_hist), sum(a.mobile_fcp_ms_n), sum(a.mobile_fcp_ms_good), sum(a.mobile_fcp_ms_poor), hist_merge_agg(a.mobile_fcp_ms_hist), sum(a.mobile_inp_ms_n), sum(a.mobile_inp_ms_good), sum(a.mobile_inp_ms_poor), hist_merge_agg(a.mobile_inp_ms_hist), sum(a.mobile_ttfb_ms_n), sum(a.mobile_ttfb_ms_good), sum(a.mobile_ttfb_ms_poor), hist_merge_agg(a.mobile_ttfb_ms_hist), sum(a.mobile_cls_n), sum(a.mobile_cls_good), sum(a.mobile_cls_poor), hist_merge_agg(a.mobile_cls_hist), sum(a.desktop_samples), sum(a.desktop_score_sum), sum(a.desktop_lcp_ms_n), sum(a.desktop_lcp_ms_good), sum(a.desktop_lcp_ms_poor), hist_merge_agg(a.desktop_lcp_ms_hist), sum(a.desktop_fcp_ms_n), sum(a.desktop_fcp_ms_good), sum(a.desktop_fcp_ms_poor), hist_merge_agg(a.desktop_fcp_ms_hist), sum(a.desktop_inp_ms_n), sum(a.desktop_inp_ms_good), sum(a.desktop_inp_ms_poor), hist_merge_agg(a.desktop_inp_ms_hist), sum(a.desktop_ttfb_ms_n), sum(a.desktop_ttfb_ms_good), sum(a.desktop_ttfb_ms_poor), hist_merge_agg(a.desktop_ttfb_ms_hist), sum(a.desktop_cls_n), sum(a.desktop_cls_good), sum(a.desktop_cls_poor), hist_merge_agg(a.desktop_cls_hist) FROM agg_daily a JOIN (SELECT period_start, site_id FROM _site_days) s (period_start, site_id)   ON s.period_start = a.period_start AND s.site_id = a.site_id WHERE a.period_start >= $1 AND a.period_start < $2 GROUP BY a.period_start, a.site_id ORDER BY a.period_start, a.site_id ON CONFLICT (period_start, site_id) DO UPDATE SET traffic_hours = EXCLUDED.traffic_hours, users = EXCLUDED.users, sessions = EXCLUDED.sessions, views = EXCLUDED.views, bounces = EXCLUDED.bounces, engagement_seconds = EXCLUDED.engagement_seconds, mobile_samples = EXCLUDED.mobile_samples, mobile_score_sum = EXCLUDED.mobile_score_sum, mobile_lcp_ms_n = EXCLUDED.mobile_lcp_ms_n, mobile_lcp_ms_good = EXCLUDED.mobile_lcp_ms_good, mobile_lcp_ms_poor = EXCLUDED.mobile_lcp_ms_poor, mobile_lcp_ms_hist = EXCLUDED.mobile_lcp_ms_hist, mobile_fcp_ms_n = EXCLUDED.mobile_fcp_ms_n, mobile_fcp_ms_good = EXCLUDED.mobile_fcp_ms_good, mobile_fcp_ms_poor = EXCLUDED.mobile_fcp_ms_poor, mobile_fcp_ms_hist = EXCLUDED.mobile_fcp_ms_hist, mobile_inp_ms_n = EXCLUDED.mobile_inp_ms_n, mobile_inp_ms_good = EXCLUDED.mobile_inp_ms_good, mobile_inp_ms_poor = EXCLUDED.mobile_inp_ms_poor, mobile_inp_ms_hist = EXCLUDED.mobile_inp_ms_hist, mobile_ttfb_ms_n = EXCLUDED.mobile_ttfb_ms_n, mobile_ttfb_ms_good = EXCLUDED.mobile_ttfb_ms_good, mobile_ttfb_ms_poor = EXCLUDED.mobile_ttfb_ms_poor, mobile_ttfb_ms_hist = EXCLUDED.mobile_ttfb_ms_hist, mobile_cls_n = EXCLUDED.mobile_cls_n, mobile_cls_good = EXCLUDED.mobile_cls_good, mobile_cls_poor = EXCLUDED.mobile_cls_poor, mobile_cls_hist = EXCLUDED.mobile_cls_hist, desktop_samples = EXCLUDED.desktop_samples, desktop_score_sum = EXCLUDED.desktop_score_sum, desktop_lcp_ms_n = EXCLUDED.desktop_lcp_ms_n, desktop_lcp_ms_good = EXCLUDED.desktop_lcp_ms_good, desktop_lcp_ms_poor = EXCLUDED.desktop_lcp_ms_poor, desktop_lcp_ms_hist = EXCLUDED.desktop_lcp_ms_hist, desktop_fcp_ms_n = EXCLUDED.desktop_fcp_ms_n, desktop_fcp_ms_good = EXCLUDED.desktop_fcp_ms_good, desktop_fcp_ms_poor = EXCLUDED.desktop_fcp_ms_poor, desktop_fcp_ms_hist = EXCLUDED.desktop_fcp_ms_hist, desktop_inp_ms_n = EXCLUDED.desktop_inp_ms_n, desktop_inp_ms_good = EXCLUDED.desktop_inp_ms_good, desktop_inp_ms_poor = EXCLUDED.desktop_inp_ms_poor, desktop_inp_ms_hist = EXCLUDED.desktop_inp_ms_hist, desktop_ttfb_ms_n = EXCLUDED.desktop_ttfb_ms_n, desktop_ttfb_ms_good = EXCLUDED.desktop_ttfb_ms_good, desktop_ttfb_ms_poor = EXCLUDED.desktop_ttfb_ms_poor, desktop_ttfb_ms_hist = EXCLUDED.desktop_ttfb_ms_hist, desktop_cls_n = EXCLUDED.desktop_cls_n, desktop_cls_good = EXCLUDED.desktop_cls_good, desktop_cls_poor = EXCLUDED.desktop_cls_poor, desktop_cls_hist = EXCLUDED.desktop_cls_hist;
 
--- ---- statement 18
+-- ---- statement 19
 SELECT site_daily_refresh('SELECT period_start, site_id FROM _site_days', p_from, p_to);
 
--- ---- statement 19
+-- ---- statement 20
 EXISTS (SELECT FROM _deltas);
 
--- ---- statement 20
+-- ---- statement 21
 SELECT rows_in, rows_out FROM "stage_daily"($1::timestamptz, $2::timestamptz);

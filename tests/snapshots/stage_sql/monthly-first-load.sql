@@ -62,16 +62,19 @@ SELECT EXISTS (SELECT FROM agg_monthly WHERE period_start >= $1 AND period_start
 INSERT INTO agg_monthly AS t (period_start, page_id, site_id, traffic_hours, users, sessions, views, bounces, engagement_seconds, mobile_samples, mobile_score_sum, mobile_lcp_ms_n, mobile_lcp_ms_good, mobile_lcp_ms_poor, mobile_lcp_ms_hist, mobile_fcp_ms_n, mobile_fcp_ms_good, mobile_fcp_ms_poor, mobile_fcp_ms_hist, mobile_inp_ms_n, mobile_inp_ms_good, mobile_inp_ms_poor, mobile_inp_ms_hist, mobile_ttfb_ms_n, mobile_ttfb_ms_good, mobile_ttfb_ms_poor, mobile_ttfb_ms_hist, mobile_cls_n, mobile_cls_good, mobile_cls_poor, mobile_cls_hist, desktop_samples, desktop_score_sum, desktop_lcp_ms_n, desktop_lcp_ms_good, desktop_lcp_ms_poor, desktop_lcp_ms_hist, desktop_fcp_ms_n, desktop_fcp_ms_good, desktop_fcp_ms_poor, desktop_fcp_ms_hist, desktop_inp_ms_n, desktop_inp_ms_good, desktop_inp_ms_poor, desktop_inp_ms_hist, desktop_ttfb_ms_n, desktop_ttfb_ms_good, desktop_ttfb_ms_poor, desktop_ttfb_ms_hist, desktop_cls_n, desktop_cls_good, desktop_cls_poor, desktop_cls_hist) SELECT m.* FROM (SELECT DISTINCT page_id FROM _rollup_keys ORDER BY page_id) AS k CROSS JOIN LATERAL (SELECT site_id FROM page WHERE id = k.page_id) AS pg CROSS JOIN LATERAL (  SELECT utc_trunc('month', a.period_start) AS period_start, k.page_id, pg.site_id, sum(a.traffic_hours), sum(a.users), sum(a.sessions), sum(a.views), sum(a.bounces), sum(a.engagement_seconds), sum(a.mobile_samples), sum(a.mobile_score_sum), sum(a.mobile_lcp_ms_n), sum(a.mobile_lcp_ms_good), sum(a.mobile_lcp_ms_poor), hist_merge_agg(a.mobile_lcp_ms_hist), sum(a.mobile_fcp_ms_n), sum(a.mobile_fcp_ms_good), sum(a.mobile_fcp_ms_poor), hist_merge_agg(a.mobile_fcp_ms_hist), sum(a.mobile_inp_ms_n), sum(a.mobile_inp_ms_good), sum(a.mobile_inp_ms_poor), hist_merge_agg(a.mobile_inp_ms_hist), sum(a.mobile_ttfb_ms_n), sum(a.mobile_ttfb_ms_good), sum(a.mobile_ttfb_ms_poor), hist_merge_agg(a.mobile_ttfb_ms_hist), sum(a.mobile_cls_n), sum(a.mobile_cls_good), sum(a.mobile_cls_poor), hist_merge_agg(a.mobile_cls_hist), sum(a.desktop_samples), sum(a.desktop_score_sum), sum(a.desktop_lcp_ms_n), sum(a.desktop_lcp_ms_good), sum(a.desktop_lcp_ms_poor), hist_merge_agg(a.desktop_lcp_ms_hist), sum(a.desktop_fcp_ms_n), sum(a.desktop_fcp_ms_good), sum(a.desktop_fcp_ms_poor), hist_merge_agg(a.desktop_fcp_ms_hist), sum(a.desktop_inp_ms_n), sum(a.desktop_inp_ms_good), sum(a.desktop_inp_ms_poor), hist_merge_agg(a.desktop_inp_ms_hist), sum(a.desktop_ttfb_ms_n), sum(a.desktop_ttfb_ms_good), sum(a.desktop_ttfb_ms_poor), hist_merge_agg(a.desktop_ttfb_ms_hist), sum(a.desktop_cls_n), sum(a.desktop_cls_good), sum(a.desktop_cls_poor), hist_merge_agg(a.desktop_cls_hist) FROM agg_daily a  WHERE a.page_id = k.page_id AND a.period_start >= $1 AND a.period_start < $2 GROUP BY 1) AS m ORDER BY m.page_id, m.period_start;
 
 -- ---- statement 10
-DELETE FROM _deltas WHERE page_id IN (SELECT page_id FROM _rollup_keys);
+INSERT INTO _rollup_keys SELECT DISTINCT t.page_id, t.period_start FROM agg_monthly t WHERE t.page_id IN (SELECT page_id FROM _rollup_keys)   AND t.period_start >= $1 AND t.period_start < $2   AND NOT EXISTS (SELECT FROM _rollup_keys k                   WHERE k.page_id = t.page_id AND k.period = t.period_start);
 
 -- ---- statement 11
+DELETE FROM _deltas WHERE page_id IN (SELECT page_id FROM _rollup_keys);
+
+-- ---- statement 12
 INSERT INTO pipeline_dirty (stage, period_start, page_id)
             SELECT DISTINCT v_next, utc_trunc(v_next_unit, period), page_id FROM _rollup_keys
             ORDER BY 2, 3
             ON CONFLICT DO NOTHING;
 
--- ---- statement 12
+-- ---- statement 13
  SELECT * FROM _stage_rollup('monthly', p_from, p_to);
 
--- ---- statement 13
+-- ---- statement 14
 SELECT rows_in, rows_out FROM "stage_monthly"($1::timestamptz, $2::timestamptz);
