@@ -293,8 +293,12 @@ def test_two_hosts_share_the_chain_and_one_dying_mid_stage_leaves_the_other_to_f
         # Its connections drop; PostgreSQL ends their backends, releasing its windows.
         wait_for(lambda: not relay.upstream_ports(host_a.hostname, "postgres"),
                  "host A's connections closed")  # fmt: skip
-        wait_for(lambda: windows_held().isdisjoint(inside[host_a.hostname]),
-                 "host A's windows released")  # fmt: skip
+        try:
+            wait_for(lambda: windows_held().isdisjoint(inside[host_a.hostname]),
+                     "host A's windows released", timeout=120)  # fmt: skip
+        except AssertionError as e:
+            still = windows_held() & inside[host_a.hostname]
+            raise AssertionError(f"{e}: still held {still}; backends {backends()}") from None
         wait_for(
             lambda: all((queue_state(url, q) or (0, 0))[1] == 1 for q in QUEUES),
             "host A gone from every stage queue",

@@ -133,19 +133,24 @@ def assert_equal_to_a_clean_run(conninfo: str, drain) -> None:
 
 
 def settled_state(conninfo: str) -> dict[str, int]:
-    [(dirty, open_rows, staged, batches)] = query(
+    """The work still open: dirty keys, pending deltas, open ledger rows, and the
+    batches staged out of those ingested."""
+    [(dirty, deltas, open_rows, staged, batches)] = query(
         conninfo,
-        "SELECT (SELECT count(*) FROM pipeline_dirty), "
+        "SELECT (SELECT count(*) FROM pipeline_dirty), (SELECT count(*) FROM pipeline_delta), "
         "(SELECT count(*) FROM pipeline_ledger WHERE status <> 'done'), "
         "(SELECT count(*) FROM pipeline_ledger WHERE stage = 'staged' AND status = 'done'), "
         "(SELECT count(*) FROM ingest_batch WHERE status IN ('loaded', 'broken'))",
     )
-    return {"dirty": dirty, "open": open_rows, "staged": staged, "batches": batches}
+    return {"dirty": dirty, "deltas": deltas, "open": open_rows, "staged": staged,
+            "batches": batches}  # fmt: skip
 
 
 def is_settled(conninfo: str) -> bool:
     state = settled_state(conninfo)
-    return (state["dirty"], state["open"]) == (0, 0) and state["staged"] == state["batches"] > 0
+    return (state["dirty"], state["deltas"], state["open"]) == (0, 0, 0) and (
+        state["staged"] == state["batches"] > 0
+    )
 
 
 def wait_until_settled(conninfo: str, *workers: Worker, timeout: float = SETTLE_SECONDS,
