@@ -8,7 +8,8 @@ report models' fields (``reporting/models.py``), the metrics' constants
 (``reporting/metrics.py``) and, at every ``migrate``, the database's reference
 data: the ``vital`` table and the SQL functions ``catalog_strategies()``,
 ``catalog_stage_rank(text)``, ``hist_bucket(double precision)`` and
-``hist_value(integer)`` (``pipeline/reference.py``). ``tests/test_catalog.py``
+``hist_value(integer)`` (``pipeline/reference.py``), and the stage statements
+that list the measures (``pipeline/stage_sql.py``). ``tests/test_catalog.py``
 fails when any copy disagrees, the aggregate tables' columns included.
 """
 

@@ -19,6 +19,10 @@ functions, generated from the catalog and replaced whenever they differ from it:
 All are ``LANGUAGE sql``, ``IMMUTABLE PARALLEL SAFE`` bodies of a single
 ``SELECT``, so the planner inlines them and folds their constants.
 
+With them go the stage statements of ``pipeline/stage_sql.py``: one PL/pgSQL
+function per statement whose column lists come from the catalog, its body that
+one static statement, which the stage procedures call.
+
 ``pipeline/apps.py`` calls :func:`prepare` before migrations run (the functions
 only, which the stage SQL may call from its own SQL functions, checked when it
 is created) and :func:`sync` after every ``migrate`` (and the flush of a test
@@ -32,7 +36,7 @@ from dataclasses import dataclass
 
 from django.db import ProgrammingError, connections, transaction
 
-from . import catalog
+from . import catalog, stage_sql
 
 
 @dataclass(frozen=True)
@@ -71,8 +75,9 @@ def _values(rows: list[tuple[str, ...]], columns: str) -> str:
     return f"\n    SELECT * FROM (VALUES\n        {lines}\n    ) AS t ({columns})\n"
 
 
-def functions() -> tuple[Function, ...]:
-    """The catalog's SQL functions, generated from ``pipeline/catalog.py``."""
+def functions() -> tuple[Function | stage_sql.Statement, ...]:
+    """The catalog's SQL functions and the stage statements (``pipeline/stage_sql.py``),
+    generated from ``pipeline/catalog.py``."""
     h = catalog.HISTOGRAM
     strategies = [(str(i), _text(name)) for i, name in enumerate(catalog.STRATEGIES, 1)]
     measures = [
@@ -138,14 +143,16 @@ def functions() -> tuple[Function, ...]:
             f"                ELSE 2 * {_float(h.base)} * power({_float(h.growth)}, bucket)"
             f" / (1 + {_float(h.growth)}) END\n",
         ),
+        *stage_sql.statements(),
     )
 
 
 def _signature_types(signature: str) -> str:
     """``f(p_stage text)`` -> ``f(text)``: what to_regprocedure() and DROP take."""
     name, args = signature.rstrip(")").split("(", 1)
-    types = [arg.split(" ", 1)[1] if " " in arg.strip() else arg for arg in args.split(",")]
-    return f"{name}({', '.join(t.strip() for t in types if t.strip())})"
+    args = [arg.strip() for arg in args.split(",") if arg.strip()]
+    types = [arg.split(" ", 1)[1] if " " in arg else arg for arg in args]
+    return f"{name}({', '.join(types)})"
 
 
 def _ensure_functions(cursor) -> list[str]:

@@ -3,7 +3,7 @@
 While ``recording_stage_sessions()`` lasts, every connection ``pipeline.stages.connect``
 opens loads auto_explain (a contrib module of the server, ``LOAD`` as a superuser) and
 sets it to log every statement, the nested ones too (what a function runs, static or
-built with ``format()`` and ``EXECUTE``), as NOTICE messages to the client, in JSON. A
+through ``EXECUTE``), as NOTICE messages to the client, in JSON. A
 notice handler keeps each statement's "Query Text" (never its plan), together with the
 client statement it ran under, so that a caller keeps what a stage procedure ran and
 leaves out the ledger's bookkeeping around it. The code under test is unchanged: the

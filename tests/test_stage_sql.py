@@ -1,10 +1,11 @@
 """The SQL each stage executes, per stage and path, as snapshot files for review.
 
-The stage procedures (sql/functions/stages.sql) build much of their SQL at run time
-(``format()`` + ``EXECUTE``), so the statements they run cannot be read in the source.
-This test runs every stage along each of its paths through ``run_staged`` /
-``run_window`` over a small generated data set, records every statement the stage's
-database session executes with PostgreSQL's auto_explain (``tests/statements.py``),
+The stage procedures (sql/functions/stages.sql) call statements generated from the
+catalog (pipeline/stage_sql.py, stored as functions at migrate), so the statements
+they run are not all in one source file. This test runs every stage along each of its
+paths through ``run_staged`` / ``run_window`` over a small generated data set,
+records every statement the stage's database session executes with PostgreSQL's
+auto_explain (``tests/statements.py``),
 and compares them with ``tests/snapshots/stage_sql/<stage>-<path>.sql``: a change to
 the SQL a stage runs shows in review as a change of those files.
 
@@ -265,3 +266,38 @@ def test_the_sql_each_stage_executes_matches_its_snapshot(tmp_path):
             + "\n".join(problems),
             pytrace=False,
         )
+
+
+def test_no_function_of_the_schema_assembles_sql_as_text():
+    """The stage SQL is plain SQL (docs/architecture.md): the statements whose column
+    lists come from the catalog are generated functions of one static statement each,
+    which the database holds as pipeline/stage_sql.py composes them."""
+    from pipeline import stage_sql
+
+    # The stage functions (ingestion's partition DDL names its partitions at run time).
+    source = (REPO_ROOT / "sql" / "functions" / "stages.sql").read_text()
+    names = set(re.findall(r"CREATE OR REPLACE FUNCTION (\w+)\(", source))
+    assert {"stage_page", "stage_interval", "_stage_rollup", "stage_daily"} <= names
+    dynamic = query(
+        "SELECT p.proname FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang "
+        "WHERE p.pronamespace = 'public'::regnamespace AND l.lanname IN ('sql', 'plpgsql') "
+        r"AND p.proname = ANY(%s) AND p.prosrc ~* '\mEXECUTE\M'",
+        [sorted(names)],
+    )
+    assert dynamic == []
+    found = query("SELECT count(DISTINCT proname) FROM pg_proc WHERE proname = ANY(%s)",
+                  [sorted(names)])  # fmt: skip
+    assert found == [(len(names),)]  # each of them is in the database
+    for statement in stage_sql.statements():
+        [(body,)] = query(
+            "SELECT prosrc FROM pg_proc "
+            "WHERE proname = %s AND pronamespace = 'public'::regnamespace",
+            [statement.name],
+        )
+        assert body == statement.body, statement.name
+        assert "EXECUTE" not in body
+    # One function per statement, the stages' statements among them.
+    generated = {s.name for s in stage_sql.statements()}
+    assert len(generated) == len(stage_sql.statements())
+    assert {"_interval_upsert", "_daily_first_load", "_agg_yearly_add_deltas",
+            "_site_daily_add_deltas", "_page_deltas"} <= generated  # fmt: skip

@@ -3,7 +3,11 @@ from django.db import migrations
 from pipeline.sqlfiles import read_sql, run_sql_file
 
 # Site-days already aggregated before the table existed.
-BACKFILL = "SELECT site_daily_refresh('SELECT DISTINCT period_start, site_id FROM agg_daily')"
+BACKFILL = (
+    "CREATE TEMP TABLE _site_days ON COMMIT DROP AS "
+    "SELECT DISTINCT period_start, site_id FROM agg_daily; "
+    "SELECT site_daily_refresh()"
+)
 
 
 class Migration(migrations.Migration):

@@ -4,6 +4,8 @@ DROP FUNCTION IF EXISTS _staged_insert_batch(text, bigint);
 DROP FUNCTION IF EXISTS _staged_new_keys_only(text, timestamptz, timestamptz);
 DROP FUNCTION IF EXISTS site_daily_refresh(text, timestamptz, timestamptz);
 DROP FUNCTION IF EXISTS site_daily_refresh(text);
+DROP FUNCTION IF EXISTS site_daily_refresh(timestamptz, timestamptz);
+DROP FUNCTION IF EXISTS _take_deltas(text, timestamptz, timestamptz, integer);
 DROP FUNCTION IF EXISTS stage_yearly(timestamptz, timestamptz);
 DROP FUNCTION IF EXISTS stage_monthly(timestamptz, timestamptz);
 DROP FUNCTION IF EXISTS stage_daily(timestamptz, timestamptz);

@@ -197,11 +197,17 @@ BEGIN
         RETURN false;
     END IF;
     -- An hour of margin on both sides: the bounds are hours of the batch's records.
-    EXECUTE format(
-        'SELECT EXISTS (SELECT FROM page p WHERE EXISTS ('
-        '  SELECT FROM %I s WHERE s.page_id = p.id AND s.hour >= $1 AND s.hour <= $2))',
-        'staged_' || p_source)
-    INTO v_overlap USING p_first - interval '1 hour', p_last + interval '1 hour';
+    p_first := p_first - interval '1 hour';
+    p_last := p_last + interval '1 hour';
+    IF p_source = 'ga' THEN
+        v_overlap := EXISTS (SELECT FROM page p WHERE EXISTS (
+            SELECT FROM staged_ga s WHERE s.page_id = p.id AND s.hour >= p_first
+                                      AND s.hour <= p_last));
+    ELSE
+        v_overlap := EXISTS (SELECT FROM page p WHERE EXISTS (
+            SELECT FROM staged_psi s WHERE s.page_id = p.id AND s.hour >= p_first
+                                       AND s.hour <= p_last));
+    END IF;
     RETURN NOT v_overlap;
 END
 $fn$;
@@ -210,17 +216,20 @@ $fn$;
 -- their hours, for the page stage (all of the batch's keys are new).
 CREATE OR REPLACE FUNCTION _mark_batch_page_dirty(p_source text, p_batch bigint) RETURNS void
 LANGUAGE plpgsql AS $fn$
-DECLARE
-    v_time text := CASE p_source WHEN 'ga' THEN 'hour' ELSE 'measured_at' END;
 BEGIN
-    EXECUTE format(
-        'INSERT INTO pipeline_dirty AS d (stage, period_start, page_id, hours) '
-        'SELECT ''page'', utc_trunc(''day'', %1$I), page_id, bit_or(hour_bit(%1$I)) '
-        'FROM %2$I WHERE batch_id = $1 GROUP BY 2, 3 ORDER BY 2, 3 '
-        'ON CONFLICT (stage, period_start, page_id) DO UPDATE SET hours = d.hours | EXCLUDED.hours '
-        'WHERE d.hours <> d.hours | EXCLUDED.hours',
-        v_time, 'raw_' || p_source)
-    USING p_batch;
+    IF p_source = 'ga' THEN
+        INSERT INTO pipeline_dirty AS d (stage, period_start, page_id, hours)
+        SELECT 'page', utc_trunc('day', hour), page_id, bit_or(hour_bit(hour))
+        FROM raw_ga WHERE batch_id = p_batch GROUP BY 2, 3 ORDER BY 2, 3
+        ON CONFLICT (stage, period_start, page_id) DO UPDATE SET hours = d.hours | EXCLUDED.hours
+        WHERE d.hours <> d.hours | EXCLUDED.hours;
+    ELSE
+        INSERT INTO pipeline_dirty AS d (stage, period_start, page_id, hours)
+        SELECT 'page', utc_trunc('day', measured_at), page_id, bit_or(hour_bit(measured_at))
+        FROM raw_psi WHERE batch_id = p_batch GROUP BY 2, 3 ORDER BY 2, 3
+        ON CONFLICT (stage, period_start, page_id) DO UPDATE SET hours = d.hours | EXCLUDED.hours
+        WHERE d.hours <> d.hours | EXCLUDED.hours;
+    END IF;
 END
 $fn$;
 
@@ -234,14 +243,21 @@ $fn$;
 CREATE OR REPLACE FUNCTION _staged_insert_batch(p_source text, p_batch bigint) RETURNS bigint
 LANGUAGE plpgsql AS $fn$
 DECLARE
-    v_table text := 'staged_' || p_source;
     v_empty boolean;
     v_rows bigint;
 BEGIN
-    EXECUTE format('SELECT NOT EXISTS (SELECT FROM %I)', v_table) INTO v_empty;
-    IF v_empty THEN
-        EXECUTE format('LOCK TABLE %I IN ACCESS EXCLUSIVE MODE', v_table);
-        EXECUTE format('ALTER TABLE %I DROP CONSTRAINT %I', v_table, v_table || '_pkey');
+    IF p_source = 'ga' THEN
+        v_empty := NOT EXISTS (SELECT FROM staged_ga);
+        IF v_empty THEN
+            LOCK TABLE staged_ga IN ACCESS EXCLUSIVE MODE;
+            ALTER TABLE staged_ga DROP CONSTRAINT staged_ga_pkey;
+        END IF;
+    ELSE
+        v_empty := NOT EXISTS (SELECT FROM staged_psi);
+        IF v_empty THEN
+            LOCK TABLE staged_psi IN ACCESS EXCLUSIVE MODE;
+            ALTER TABLE staged_psi DROP CONSTRAINT staged_psi_pkey;
+        END IF;
     END IF;
     -- Key order as one bigint: page, then hour (and strategy), which the sort
     -- compares in one step; by the columns, nearly every comparison ties on
@@ -268,10 +284,12 @@ BEGIN
         -- Enough memory to sort the keys of a large first load in one pass
         -- (13M rows: about 0.8 GB; the server's default is 64 MB, which spills).
         PERFORM set_config('maintenance_work_mem', '1GB', true);
-        EXECUTE format('ALTER TABLE %I ADD CONSTRAINT %I PRIMARY KEY (%s)', v_table,
-                       v_table || '_pkey',
-                       CASE p_source WHEN 'ga' THEN 'page_id, hour'
-                                     ELSE 'page_id, hour, strategy' END);
+        IF p_source = 'ga' THEN
+            ALTER TABLE staged_ga ADD CONSTRAINT staged_ga_pkey PRIMARY KEY (page_id, hour);
+        ELSE
+            ALTER TABLE staged_psi
+                ADD CONSTRAINT staged_psi_pkey PRIMARY KEY (page_id, hour, strategy);
+        END IF;
     END IF;
     PERFORM _mark_batch_page_dirty(p_source, p_batch);
     RETURN v_rows;
@@ -288,7 +306,11 @@ BEGIN
     PERFORM staged_ensure();
     SELECT source, first_hour, last_hour INTO STRICT v_source, v_first, v_last
     FROM ingest_batch WHERE id = p_batch;
-    EXECUTE format('LOCK TABLE %I IN SHARE ROW EXCLUSIVE MODE', 'staged_' || v_source);
+    IF v_source = 'ga' THEN
+        LOCK TABLE staged_ga IN SHARE ROW EXCLUSIVE MODE;
+    ELSE
+        LOCK TABLE staged_psi IN SHARE ROW EXCLUSIVE MODE;
+    END IF;
     IF _staged_new_keys_only(v_source, v_first, v_last) THEN
         BEGIN
             rows_out := _staged_insert_batch(v_source, p_batch);
@@ -411,12 +433,6 @@ CREATE OR REPLACE FUNCTION stage_page(
     p_from timestamptz, p_to timestamptz, OUT rows_in bigint, OUT rows_out bigint
 )
 LANGUAGE plpgsql SET jit = off SET work_mem = '128MB' AS $fn$
-DECLARE
-    v_columns text;   -- page_hour's columns after the key, in table order
-    v_values text;    -- each from GA (traffic) or PSI pivoted (per strategy), as merged below
-    v_merged text;    -- the same columns of a merged row (alias m)
-    v_pivot text;
-    v_conflict text;
 BEGIN
     PERFORM staged_ensure();
     -- Both staged tables before any dirty key: a first load holds its staged
@@ -436,55 +452,14 @@ BEGIN
     GET DIAGNOSTICS rows_in = ROW_COUNT;
     ANALYZE _stage_keys;
 
-    -- The column lists from the catalog and page_hour itself: PSI's score and
-    -- every vital, pivoted per strategy to page_hour's <strategy>_<column>.
-    SELECT string_agg(format('max(p.%1$I) FILTER (WHERE p.strategy = %2$L) AS %3$I',
-                             c.col, s.strategy, s.strategy || '_' || c.alias), ', '
-                      ORDER BY s.ord, c.ord)
-      INTO v_pivot
-      FROM catalog_strategies() AS s (ord, strategy)
-     CROSS JOIN (SELECT 0, 'performance_score', 'score'
-                 UNION ALL SELECT position, name, name FROM vital) AS c (ord, col, alias);
-    SELECT string_agg(quote_ident(attname), ', ' ORDER BY attnum),
-           string_agg(CASE WHEN attname IN (SELECT name FROM catalog_measures()
-                                            WHERE strategy IS NULL AND kind <> 'count')
-                           THEN 'ga.' ELSE 'psi.' END || quote_ident(attname), ', '
-                      ORDER BY attnum),
-           string_agg('m.' || quote_ident(attname), ', ' ORDER BY attnum)
-      INTO v_columns, v_values, v_merged
-      FROM pg_attribute
-     WHERE attrelid = 'page_hour'::regclass AND attnum > 0 AND NOT attisdropped
-       AND attname NOT IN ('hour', 'page_id', 'site_id');
-
     IF NOT EXISTS (SELECT FROM page_hour WHERE hour >= p_from AND hour < p_to) THEN
-        EXECUTE format($sql$
-        INSERT INTO page_hour (page_id, site_id, hour, %1$s)
-        SELECT k.page_id, pg.site_id, m.*
-        FROM (SELECT DISTINCT page_id FROM _stage_keys ORDER BY page_id) AS k
-        CROSS JOIN LATERAL (SELECT site_id FROM page WHERE id = k.page_id) AS pg
-        CROSS JOIN LATERAL (
-            SELECT coalesce(ga.hour, psi.hour) AS hour, %2$s
-            FROM (SELECT * FROM staged_ga g
-                  WHERE g.page_id = k.page_id AND g.hour >= $1 AND g.hour < $2) AS ga
-            FULL JOIN (SELECT p.hour, %3$s FROM staged_psi p
-                       WHERE p.page_id = k.page_id AND p.hour >= $1 AND p.hour < $2
-                       GROUP BY p.hour) AS psi ON psi.hour = ga.hour
-        ) AS m (hour)
-        ORDER BY k.page_id, m.hour
-        $sql$, v_columns, v_values, v_pivot) USING p_from, p_to;
-        GET DIAGNOSTICS rows_out = ROW_COUNT;
+        rows_out := _page_first_load(p_from, p_to);  -- pipeline/stage_sql.py
         INSERT INTO pipeline_dirty AS d (stage, period_start, page_id, hours)
         SELECT 'interval', day, page_id, hours FROM _stage_keys ORDER BY day, page_id
         ON CONFLICT (stage, period_start, page_id) DO UPDATE SET hours = d.hours | EXCLUDED.hours
         WHERE d.hours <> d.hours | EXCLUDED.hours;
     ELSE
         PERFORM _fill_stage_ranges(1);
-        SELECT 'ON CONFLICT (hour, page_id) DO UPDATE SET '
-               || string_agg(format('%1$I = EXCLUDED.%1$I', attname), ', ' ORDER BY attnum)
-          INTO v_conflict
-          FROM pg_attribute
-         WHERE attrelid = 'page_hour'::regclass AND attnum > 0 AND NOT attisdropped
-           AND attname NOT IN ('hour', 'page_id', 'site_id');
         -- The rows as they were, then as they are: their difference is the
         -- interval stage's delta. A key whose every hour is dirty (a day
         -- delivered again whole, a rebuild) is handed on as a dirty key
@@ -506,32 +481,7 @@ BEGIN
                          ORDER BY page_id, lo) AS r
         CROSS JOIN LATERAL (SELECT * FROM page_hour t WHERE t.page_id = r.page_id
                             AND t.hour >= r.lo AND t.hour < r.hi OFFSET 0) AS t;
-        EXECUTE format($sql$
-        WITH ga AS (
-            SELECT g.* FROM (SELECT * FROM _stage_ranges ORDER BY page_id, lo) AS r
-            CROSS JOIN LATERAL (SELECT * FROM staged_ga g WHERE g.page_id = r.page_id
-                                AND g.hour >= r.lo AND g.hour < r.hi OFFSET 0) AS g
-        ), psi AS (
-            SELECT p.page_id, p.hour, %3$s
-            FROM (SELECT * FROM _stage_ranges ORDER BY page_id, lo) AS r
-            CROSS JOIN LATERAL (SELECT * FROM staged_psi p WHERE p.page_id = r.page_id
-                                AND p.hour >= r.lo AND p.hour < r.hi OFFSET 0) AS p
-            GROUP BY p.page_id, p.hour
-        ), merged AS (
-            SELECT coalesce(ga.hour, psi.hour) AS hour,
-                   coalesce(ga.page_id, psi.page_id) AS page_id, %2$s
-            FROM ga FULL OUTER JOIN psi ON psi.page_id = ga.page_id AND psi.hour = ga.hour
-        ), written AS (
-            INSERT INTO page_hour AS t (hour, page_id, site_id, %1$s)
-            SELECT m.hour, m.page_id, pg.site_id, %5$s
-            FROM merged m JOIN page pg ON pg.id = m.page_id
-            ORDER BY m.page_id, m.hour
-            %4$s
-            RETURNING t.*
-        )
-        INSERT INTO _page_new SELECT * FROM written
-        $sql$, v_columns, v_values, v_pivot, v_conflict, v_merged);
-        GET DIAGNOSTICS rows_out = ROW_COUNT;
+        rows_out := _page_upsert();  -- into _page_new as well
         DELETE FROM _page_new n USING _stage_keys k
         WHERE k.hours = 16777215 AND k.page_id = n.page_id AND n.hour >= k.day
           AND n.hour < k.day + interval '1 day';
@@ -540,13 +490,7 @@ BEGIN
         ORDER BY day, page_id
         ON CONFLICT (stage, period_start, page_id) DO UPDATE SET hours = EXCLUDED.hours
         WHERE d.hours <> EXCLUDED.hours;
-        EXECUTE format(
-            'INSERT INTO pipeline_delta (stage, period_start, page_id, site_id, %s) '
-            'SELECT ''interval'', a.hour, a.page_id, min(a.site_id), %s FROM ('
-            '  SELECT 1 AS sign, * FROM _page_new UNION ALL SELECT -1, * FROM _page_old'
-            ') AS a GROUP BY a.hour, a.page_id ORDER BY a.hour, a.page_id',
-            (SELECT string_agg(format('%I', c), ', ') FROM unnest(_aggregate_columns()) c),
-            _measure_select_list(true));
+        PERFORM _page_deltas();
     END IF;
 END
 $fn$;
@@ -568,107 +512,30 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
     SELECT CASE WHEN abs(v) < 9e18 THEN v::bigint::numeric ELSE v::numeric END
 $$;
 
-CREATE OR REPLACE FUNCTION _exact_sum_sql(p_column text) RETURNS text
-LANGUAGE sql IMMUTABLE AS $$
-    SELECT format('exact_numeric(coalesce(sum(trunc(%1$s)), 0)) '
-                  '+ exact_numeric(coalesce(sum(round((%1$s - trunc(%1$s)) * 1e6)), 0)) '
-                  '* 0.000001', p_column)
-$$;
-
--- ------------------------------------------------------------ interval
--- The count of rows where p_column is set (and p_condition holds), or with
--- p_signed the sum of their signs.
-CREATE OR REPLACE FUNCTION _count_sql(p_column text, p_signed boolean,
-                                      p_condition text DEFAULT NULL) RETURNS text
-LANGUAGE sql IMMUTABLE AS $$
-    SELECT CASE
-        WHEN p_signed THEN format('coalesce(sum(a.sign) FILTER (WHERE %s), 0)',
-                                  coalesce(p_condition, p_column || ' IS NOT NULL'))
-        WHEN p_condition IS NULL THEN format('count(%s)', p_column)
-        ELSE format('count(*) FILTER (WHERE %s)', p_condition) END
-$$;
-
-CREATE OR REPLACE FUNCTION _sum_sql(p_column text, p_signed boolean) RETURNS text
-LANGUAGE sql IMMUTABLE AS $$
-    SELECT CASE WHEN p_signed THEN format('coalesce(sum(a.sign * %s), 0)', p_column)
-                ELSE format('coalesce(sum(%s), 0)', p_column) END
-$$;
-
--- The SELECT list of one aggregate row from page_hour rows (alias a): sums,
--- counts, and per strategy and vital n, good, poor and the histogram.
--- p_signed: every row carries a.sign, +1 for a row's new version and -1 for
--- its old one, and the list is their difference (a delta): counts become
--- sums of signs, histogram elements carry the sign as their count, float
--- values are multiplied by it (trunc and round are odd functions, so the
--- exact sums stay exact).
+-- The statements whose column lists come from the catalog are plain SQL
+-- functions generated by pipeline/stage_sql.py at migrate (one static
+-- statement each, shown by \sf): the page stage's three, the interval and
+-- roll-up stages' upserts and first loads, the deltas taken, added and handed
+-- on, and the site-days. These helpers assembled them as text before.
+DROP FUNCTION IF EXISTS _exact_sum_sql(text);
+DROP FUNCTION IF EXISTS _count_sql(text, boolean, text);
+DROP FUNCTION IF EXISTS _sum_sql(text, boolean);
 DROP FUNCTION IF EXISTS _interval_select_list();
-CREATE OR REPLACE FUNCTION _measure_select_list(p_signed boolean) RETURNS text
-LANGUAGE sql STABLE AS $$
-    -- One expression per measure of the catalog (pipeline/catalog.py, through
-    -- catalog_measures()), in the aggregate tables' column order. A measure's
-    -- page_hour column: the vital's, the strategy's score, or the traffic
-    -- column (traffic_hours counts the hours with users).
-    SELECT string_agg(format('%s AS %I', CASE
-               WHEN m.kind = 'hist' THEN format(
-                   'array_agg((hist_bucket(%1$s)::bigint << 32) + %2$s) FILTER (WHERE %1$s IS NOT NULL)',
-                   m.source, CASE WHEN p_signed THEN 'a.sign::bigint' ELSE '1' END)
-               WHEN m.kind = 'exact_sum' THEN _exact_sum_sql(
-                   CASE WHEN p_signed THEN 'a.sign * ' || m.source ELSE m.source END)
-               WHEN m.kind = 'sum' THEN _sum_sql(m.source, p_signed)
-               WHEN m.name LIKE '%\_good' THEN _count_sql(m.source, p_signed,
-                   format('%s <= %s', m.source, v.good_max))
-               WHEN m.name LIKE '%\_poor' THEN _count_sql(m.source, p_signed,
-                   format('%s > %s', m.source, v.poor_min))
-               ELSE _count_sql(m.source, p_signed) END, m.name), ', ' ORDER BY m.ord)
-    FROM (SELECT c.*, 'a.' || quote_ident(CASE
-                     WHEN c.vital IS NOT NULL THEN c.strategy || '_' || c.vital
-                     WHEN c.strategy IS NOT NULL THEN c.strategy || '_score'
-                     WHEN c.name = 'traffic_hours' THEN 'users'
-                     ELSE c.name END) AS source
-          FROM catalog_measures() c) AS m
-    LEFT JOIN vital v ON v.name = m.vital
-$$;
-
--- The column list of the aggregate tables after the key (same for all of
--- them), in the catalog's order, which tests/test_catalog.py holds the tables to.
-CREATE OR REPLACE FUNCTION _aggregate_columns() RETURNS text[]
-LANGUAGE sql STABLE AS $$
-    SELECT array_agg(name ORDER BY ord) FROM catalog_measures()
-$$;
-
--- Whether an aggregate table holds a row in [p_from, p_to).
-CREATE OR REPLACE FUNCTION _window_filled(p_target text, p_from timestamptz, p_to timestamptz)
-RETURNS boolean
-LANGUAGE plpgsql STABLE AS $fn$
-DECLARE
-    v_filled boolean;
-BEGIN
-    EXECUTE format('SELECT EXISTS (SELECT FROM %I WHERE period_start >= $1 AND period_start < $2)',
-                   p_target)
-    INTO v_filled USING p_from, p_to;
-    RETURN v_filled;
-END
-$fn$;
-
--- The INSERT of an aggregate stage's rows: an upsert into a window that holds
--- rows already, a plain INSERT into one that holds none (a first load: no
--- speculative insertion, no conflict probe per row).
+DROP FUNCTION IF EXISTS _measure_select_list(boolean);
+DROP FUNCTION IF EXISTS _aggregate_columns();
+DROP FUNCTION IF EXISTS _window_filled(text, timestamptz, timestamptz);
 DROP FUNCTION IF EXISTS _upsert_sql(text, text);
 DROP FUNCTION IF EXISTS _upsert_sql(text, text, timestamptz, timestamptz);
-CREATE OR REPLACE FUNCTION _upsert_sql(p_target text, p_select text, p_filled boolean)
-RETURNS text
-LANGUAGE sql STABLE AS $$
-    SELECT format(
-        'INSERT INTO %I AS t (period_start, page_id, site_id, %s) %s %s',
-        p_target,
-        (SELECT string_agg(format('%I', c), ', ') FROM unnest(_aggregate_columns()) c),
-        p_select,
-        CASE WHEN p_filled THEN
-            'ON CONFLICT (period_start, page_id) DO UPDATE SET '
-            || (SELECT string_agg(format('%1$I = EXCLUDED.%1$I', c), ', ')
-                FROM unnest(_aggregate_columns()) c)
-        ELSE '' END)
-$$;
+DROP FUNCTION IF EXISTS _upsert_sql(text, text, boolean);
+DROP FUNCTION IF EXISTS _take_deltas(text, timestamptz, timestamptz, text);
+DROP FUNCTION IF EXISTS _apply_deltas(text, text, text);
+DROP FUNCTION IF EXISTS _pass_deltas(text, text);
+DROP FUNCTION IF EXISTS _first_load_select(text, text, text, text, timestamptz, timestamptz);
+DROP FUNCTION IF EXISTS _first_load_select(text, text, text, text, text, timestamptz, timestamptz);
+DROP FUNCTION IF EXISTS _first_load_select(text, text, text, text, text);
+DROP FUNCTION IF EXISTS _rollup_aggregates(text);
+DROP FUNCTION IF EXISTS site_daily_refresh(text);
+DROP FUNCTION IF EXISTS site_daily_refresh(text, timestamptz, timestamptz);
 
 -- ------------------------------------------------------------ deltas
 -- A stage that rewrites rows of a window holding rows already hands the next
@@ -681,13 +548,10 @@ $$;
 -- describes, so the deltas inside a recomputed key are dropped, not added.
 --
 -- The deltas of a stage's window, taken (DELETE ... RETURNING) and summed per
--- (period, page) into _deltas; p_period: the period of a delta's row (alias
--- a), e.g. the interval of an hour. Returns the delta rows taken.
+-- (period, page) into _deltas. Returns the delta rows taken.
 CREATE OR REPLACE FUNCTION _take_deltas(p_stage text, p_from timestamptz, p_to timestamptz,
-                                        p_period text) RETURNS bigint
+                                        p_hours integer DEFAULT NULL) RETURNS bigint
 LANGUAGE plpgsql AS $fn$
-DECLARE
-    v_count bigint;
 BEGIN
     CREATE TEMP TABLE IF NOT EXISTS _deltas (LIKE agg_interval) ON COMMIT DROP;
     TRUNCATE _deltas;
@@ -695,84 +559,14 @@ BEGIN
                    WHERE stage = p_stage AND period_start >= p_from AND period_start < p_to) THEN
         RETURN 0;  -- a first load: no statement of 50 aggregates to plan for nothing
     END IF;
-    EXECUTE format(
-        'WITH taken AS ('
-        '  DELETE FROM pipeline_delta WHERE stage = $1 AND period_start >= $2 AND period_start < $3'
-        '  RETURNING *'
-        ') INSERT INTO _deltas (period_start, page_id, site_id, %3$s) '
-        'SELECT %1$s, a.page_id, min(a.site_id), %2$s FROM taken a GROUP BY 1, 2',
-        p_period, _rollup_aggregates('hist_cat_agg'),
-        (SELECT string_agg(format('%I', c), ', ') FROM unnest(_aggregate_columns()) c))
-    USING p_stage, p_from, p_to;
-    GET DIAGNOSTICS v_count = ROW_COUNT;
-    RETURN v_count;
+    CASE p_stage
+        WHEN 'interval' THEN RETURN _interval_take_deltas(p_from, p_to, p_hours);
+        WHEN 'daily' THEN RETURN _daily_take_deltas(p_from, p_to, p_hours);
+        WHEN 'monthly' THEN RETURN _monthly_take_deltas(p_from, p_to, p_hours);
+        WHEN 'yearly' THEN RETURN _yearly_take_deltas(p_from, p_to, p_hours);
+    END CASE;
 END
 $fn$;
-
--- Adds the rows of p_source (period_start, the key column p_key, site_id too
--- for a page key, then the aggregate columns in table order) to p_target: counts and sums
--- add, histograms append (hist_add); a row not there yet is inserted as it is.
-CREATE OR REPLACE FUNCTION _apply_deltas(p_target text, p_source text,
-                                         p_key text DEFAULT 'page_id') RETURNS bigint
-LANGUAGE plpgsql AS $fn$
-DECLARE
-    v_count bigint;
-BEGIN
-    EXECUTE format(
-        'INSERT INTO %1$I AS t (period_start, %2$s, %3$s) SELECT d.* '
-        'FROM (%4$s) AS d ORDER BY d.%5$I, d.period_start '
-        'ON CONFLICT (period_start, %5$I) DO UPDATE SET %6$s',
-        p_target,
-        CASE p_key WHEN 'page_id' THEN 'page_id, site_id' ELSE 'site_id' END,
-        (SELECT string_agg(format('%I', c), ', ') FROM unnest(_aggregate_columns()) c),
-        p_source, p_key,
-        (SELECT string_agg(CASE WHEN kind = 'hist'
-                                THEN format('%1$I = hist_add(t.%1$I, EXCLUDED.%1$I)', name)
-                                ELSE format('%1$I = t.%1$I + EXCLUDED.%1$I', name) END, ', ')
-         FROM catalog_measures()));
-    GET DIAGNOSTICS v_count = ROW_COUNT;
-    RETURN v_count;
-END
-$fn$;
-
--- Hands _deltas on to p_stage, summed per (p_unit period, page).
-CREATE OR REPLACE FUNCTION _pass_deltas(p_stage text, p_unit text) RETURNS void
-LANGUAGE plpgsql AS $fn$
-BEGIN
-    EXECUTE format(
-        'INSERT INTO pipeline_delta (stage, period_start, page_id, site_id, %s) '
-        'SELECT $1, utc_trunc($2, a.period_start), a.page_id, min(a.site_id), %s '
-        'FROM _deltas a GROUP BY 2, 3 ORDER BY 2, 3',
-        (SELECT string_agg(format('%I', c), ', ') FROM unnest(_aggregate_columns()) c),
-        _rollup_aggregates('hist_cat_agg'))
-    USING p_stage, p_unit;
-END
-$fn$;
-
--- The SELECT of a first load into an empty aggregate window: every row of the
--- finer table in [p_from, p_to) is dirty (a stage marks the next one's keys
--- in the transaction that writes its rows, and a window that was ever
--- aggregated holds rows), so the window is read whole for each page of its
--- keys (p_keys), each page's rows in time order from one index range scan,
--- with no join against the keys' periods and no sort of the window.
--- p_period is the expression of a row's period over the finer table's rows
--- (alias a), p_aggregates the aggregates of the period's row.
--- The window's bounds are the statement's parameters $1 and $2.
-DROP FUNCTION IF EXISTS _first_load_select(text, text, text, text, timestamptz, timestamptz);
-DROP FUNCTION IF EXISTS _first_load_select(text, text, text, text, text, timestamptz, timestamptz);
-CREATE OR REPLACE FUNCTION _first_load_select(p_keys text, p_source text, p_time text,
-                                              p_period text, p_aggregates text)
-RETURNS text
-LANGUAGE sql IMMUTABLE AS $$
-    SELECT format(
-        'SELECT m.* FROM (SELECT DISTINCT page_id FROM %1$I ORDER BY page_id) AS k '
-        'CROSS JOIN LATERAL (SELECT site_id FROM page WHERE id = k.page_id) AS pg '
-        'CROSS JOIN LATERAL ('
-        '  SELECT %4$s AS period_start, k.page_id, pg.site_id, %5$s FROM %2$I a'
-        '  WHERE a.page_id = k.page_id AND a.%3$I >= $1 AND a.%3$I < $2 GROUP BY 1'
-        ') AS m ORDER BY m.page_id, m.period_start',
-        p_keys, p_source, p_time, p_period, p_aggregates)
-$$;
 
 -- Dirty (page, day) keys in [p_from, p_to), each with its dirty hours: the
 -- intervals of p_hours hours holding one of them are recomputed from
@@ -786,8 +580,6 @@ CREATE OR REPLACE FUNCTION stage_interval(
 )
 LANGUAGE plpgsql SET jit = off SET work_mem = '128MB' AS $fn$
 DECLARE
-    v_filled boolean;
-    v_select text;
     v_deltas bigint;
 BEGIN
     IF p_hours NOT IN (1, 2, 3, 4, 6, 8, 12) THEN
@@ -804,31 +596,20 @@ BEGIN
     INSERT INTO _stage_keys SELECT page_id, day, hours FROM keys;
     GET DIAGNOSTICS rows_in = ROW_COUNT;
     ANALYZE _stage_keys;
-    v_deltas := _take_deltas('interval', p_from, p_to,
-                             format('interval_start(a.period_start, %s)', p_hours));
+    v_deltas := _take_deltas('interval', p_from, p_to, p_hours);
     rows_out := 0;
 
     IF rows_in > 0 THEN
-        v_filled := _window_filled('agg_interval', p_from, p_to);
-        IF v_filled THEN
+        IF EXISTS (SELECT FROM agg_interval WHERE period_start >= p_from AND period_start < p_to)
+        THEN
             PERFORM _fill_stage_ranges(p_hours);
-            v_select := format(
-                'SELECT interval_start(a.hour, %s), a.page_id, min(a.site_id), %s '
-                'FROM page_hour a JOIN _stage_ranges r ON r.page_id = a.page_id '
-                '  AND a.hour >= r.lo AND a.hour < r.hi '
-                'GROUP BY 1, 2 ORDER BY 2, 1', p_hours, _measure_select_list(false));
+            rows_out := _interval_upsert(p_hours);
             DELETE FROM _deltas d USING _stage_ranges r
             WHERE d.page_id = r.page_id AND d.period_start >= r.lo AND d.period_start < r.hi;
         ELSE
             -- A first load reads the whole window of each page of its keys.
-            v_select := _first_load_select(
-                '_stage_keys', 'page_hour', 'hour', format('interval_start(a.hour, %s)', p_hours),
-                _measure_select_list(false));
+            rows_out := _interval_first_load(p_from, p_to, p_hours);
             DELETE FROM _deltas WHERE page_id IN (SELECT page_id FROM _stage_keys);
-        END IF;
-        EXECUTE _upsert_sql('agg_interval', v_select, v_filled) USING p_from, p_to;
-        GET DIAGNOSTICS rows_out = ROW_COUNT;
-        IF NOT v_filled THEN
             -- Every day it wrote is a key, those only deltas brought included.
             INSERT INTO _stage_keys
             SELECT DISTINCT t.page_id, utc_trunc('day', t.period_start), 16777215
@@ -847,59 +628,35 @@ BEGIN
     END IF;
     IF v_deltas > 0 THEN
         rows_in := rows_in + v_deltas;
-        rows_out := rows_out + _apply_deltas('agg_interval', 'SELECT * FROM _deltas');
-        PERFORM _pass_deltas('daily', 'day');
+        rows_out := rows_out + _agg_interval_add_deltas();
+        PERFORM _hand_on_deltas('daily', 'day');
     END IF;
 END
 $fn$;
 
 -- ------------------------------------------------------------ daily, monthly, yearly
--- The aggregates of a roll-up row from finer aggregate rows (alias a), each
--- column combined by its kind; p_hist combines the histograms. Order-
--- independent, so that a rerun gives the same value whatever order the rows
--- are read in, without a sort per group and aggregate: float sums are exact
--- decimals, histograms are multisets.
-CREATE OR REPLACE FUNCTION _rollup_aggregates(p_hist text) RETURNS text
-LANGUAGE sql STABLE AS $$
-    SELECT string_agg(
-               CASE WHEN kind = 'hist' THEN format('%s(a.%I)', p_hist, name)
-                    ELSE format('sum(a.%I)', name) END, ', ' ORDER BY ord)
-    FROM catalog_measures()
-$$;
-
 -- One roll-up stage: dirty (page, period) keys of p_stage in [p_from, p_to),
 -- each recomputed from the finer table's rows inside the period, marking the
 -- next stage's (page, coarser period) dirty; then the stage's deltas outside
--- those keys, added to its rows and handed on per coarser period.
+-- those keys, added to its rows and handed on per coarser period. The
+-- statements per stage (source, target, period, how histograms combine) are
+-- generated from the catalog: _<stage>_upsert, _<stage>_first_load,
+-- _<stage>_first_load_keys, _agg_<period>_add_deltas.
 CREATE OR REPLACE FUNCTION _stage_rollup(
     p_stage text, p_from timestamptz, p_to timestamptz,
     OUT rows_in bigint, OUT rows_out bigint
 )
 LANGUAGE plpgsql SET jit = off SET work_mem = '128MB' AS $fn$
 DECLARE
-    v_source text;
-    v_target text;
-    v_unit text;          -- the target's period
-    v_next text;          -- the next stage, or NULL
-    v_next_unit text;
-    v_hist text;          -- how histograms combine at this level
-    v_aggregates text;
+    v_stage record;       -- the stage's row of the catalog
     v_filled boolean;
     v_deltas bigint;
 BEGIN
-    CASE p_stage
-        WHEN 'daily' THEN
-            v_source := 'agg_interval'; v_target := 'agg_daily'; v_unit := 'day';
-            v_next := 'monthly'; v_next_unit := 'month'; v_hist := 'hist_cat_agg';
-        WHEN 'monthly' THEN
-            v_source := 'agg_daily'; v_target := 'agg_monthly'; v_unit := 'month';
-            v_next := 'yearly'; v_next_unit := 'year'; v_hist := 'hist_merge_agg';
-        WHEN 'yearly' THEN
-            v_source := 'agg_monthly'; v_target := 'agg_yearly'; v_unit := 'year';
-            v_next := NULL; v_hist := 'hist_merge_agg';
-        ELSE
-            RAISE EXCEPTION 'not a roll-up stage: %', p_stage USING ERRCODE = '22023';
-    END CASE;
+    SELECT * INTO v_stage FROM catalog_stages() WHERE name = p_stage
+                                                  AND period IN ('day', 'month', 'year');
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'not a roll-up stage: %', p_stage USING ERRCODE = '22023';
+    END IF;
 
     CREATE TEMP TABLE IF NOT EXISTS _rollup_keys (page_id integer, period timestamptz)
         ON COMMIT DROP;
@@ -912,57 +669,58 @@ BEGIN
     INSERT INTO _rollup_keys SELECT page_id, period_start FROM keys;
     GET DIAGNOSTICS rows_in = ROW_COUNT;
     ANALYZE _rollup_keys;
-    v_deltas := _take_deltas(p_stage, p_from, p_to, 'a.period_start');
+    v_deltas := _take_deltas(p_stage, p_from, p_to);
     rows_out := 0;
 
     IF rows_in > 0 THEN
-        v_aggregates := _rollup_aggregates(v_hist);
-        v_filled := _window_filled(v_target, p_from, p_to);
+        v_filled := CASE p_stage
+            WHEN 'daily' THEN EXISTS (SELECT FROM agg_daily
+                                      WHERE period_start >= p_from AND period_start < p_to)
+            WHEN 'monthly' THEN EXISTS (SELECT FROM agg_monthly
+                                        WHERE period_start >= p_from AND period_start < p_to)
+            WHEN 'yearly' THEN EXISTS (SELECT FROM agg_yearly
+                                       WHERE period_start >= p_from AND period_start < p_to)
+        END;
         IF v_filled THEN
-            -- The window's bounds on the finer table as well: without them, and
-            -- without statistics on it, the planner may read the whole table.
-            EXECUTE _upsert_sql(v_target, format(
-                'SELECT k.period, a.page_id, min(a.site_id), %s FROM %I a '
-                'JOIN _rollup_keys k ON k.page_id = a.page_id '
-                '  AND a.period_start >= k.period AND a.period_start < k.period + %L::interval '
-                'WHERE a.period_start >= $1 AND a.period_start < $2 '
-                'GROUP BY k.period, a.page_id ORDER BY a.page_id, k.period',
-                v_aggregates, v_source, '1 ' || v_unit), true) USING p_from, p_to;
-            GET DIAGNOSTICS rows_out = ROW_COUNT;
+            rows_out := CASE p_stage
+                WHEN 'daily' THEN _daily_upsert(p_from, p_to)
+                WHEN 'monthly' THEN _monthly_upsert(p_from, p_to)
+                WHEN 'yearly' THEN _yearly_upsert(p_from, p_to) END;
             DELETE FROM _deltas d USING _rollup_keys k
             WHERE d.page_id = k.page_id AND d.period_start = k.period;
         ELSE
-            EXECUTE _upsert_sql(v_target, _first_load_select(
-                '_rollup_keys', v_source, 'period_start', format('utc_trunc(%L, a.period_start)', v_unit),
-                v_aggregates), false) USING p_from, p_to;
-            GET DIAGNOSTICS rows_out = ROW_COUNT;
+            rows_out := CASE p_stage
+                WHEN 'daily' THEN _daily_first_load(p_from, p_to)
+                WHEN 'monthly' THEN _monthly_first_load(p_from, p_to)
+                WHEN 'yearly' THEN _yearly_first_load(p_from, p_to) END;
             -- A first load reads the whole window of each page of its keys, so the
             -- periods it wrote are its keys, and that page's deltas are in them:
             -- with the periods only deltas brought (a page's later hours staged
             -- before this stage first ran), the site-days and the next stage's
             -- keys below cover every row written.
-            EXECUTE format(
-                'INSERT INTO _rollup_keys SELECT DISTINCT t.page_id, t.period_start FROM %I t '
-                'WHERE t.page_id IN (SELECT page_id FROM _rollup_keys) '
-                '  AND t.period_start >= $1 AND t.period_start < $2 '
-                '  AND NOT EXISTS (SELECT FROM _rollup_keys k '
-                '                  WHERE k.page_id = t.page_id AND k.period = t.period_start)',
-                v_target) USING p_from, p_to;
+            PERFORM CASE p_stage
+                WHEN 'daily' THEN _daily_first_load_keys(p_from, p_to)
+                WHEN 'monthly' THEN _monthly_first_load_keys(p_from, p_to)
+                WHEN 'yearly' THEN _yearly_first_load_keys(p_from, p_to) END;
             DELETE FROM _deltas WHERE page_id IN (SELECT page_id FROM _rollup_keys);
         END IF;
 
-        IF v_next IS NOT NULL THEN
+        IF v_stage.next IS NOT NULL THEN
             INSERT INTO pipeline_dirty (stage, period_start, page_id)
-            SELECT DISTINCT v_next, utc_trunc(v_next_unit, period), page_id FROM _rollup_keys
+            SELECT DISTINCT v_stage.next, utc_trunc(v_stage.next_period, period), page_id
+            FROM _rollup_keys
             ORDER BY 2, 3
             ON CONFLICT DO NOTHING;
         END IF;
     END IF;
     IF v_deltas > 0 THEN
         rows_in := rows_in + v_deltas;
-        rows_out := rows_out + _apply_deltas(v_target, 'SELECT * FROM _deltas');
-        IF v_next IS NOT NULL THEN
-            PERFORM _pass_deltas(v_next, v_next_unit);
+        rows_out := rows_out + CASE p_stage
+            WHEN 'daily' THEN _agg_daily_add_deltas()
+            WHEN 'monthly' THEN _agg_monthly_add_deltas()
+            WHEN 'yearly' THEN _agg_yearly_add_deltas() END;
+        IF v_stage.next IS NOT NULL THEN
+            PERFORM _hand_on_deltas(v_stage.next, v_stage.next_period);
         END IF;
     END IF;
 END
@@ -977,34 +735,16 @@ CREATE OR REPLACE FUNCTION stage_yearly(p_from timestamptz, p_to timestamptz,
 LANGUAGE sql AS $$ SELECT * FROM _stage_rollup('yearly', p_from, p_to) $$;
 
 -- ------------------------------------------------------------ all pages per site and day
--- Recomputes agg_site_daily for the site-days that p_site_days (a query
--- returning period_start, site_id) names, from agg_daily rows in
--- [p_from, p_to): the bounds let the planner read only the window's days.
+-- Recomputes agg_site_daily for the site-days in _site_days (period_start,
+-- site_id; the caller fills it), from agg_daily rows in [p_from, p_to): the
+-- bounds let the planner read only the window's days.
 CREATE OR REPLACE FUNCTION site_daily_refresh(
-    p_site_days text,
     p_from timestamptz DEFAULT '-infinity',
     p_to timestamptz DEFAULT 'infinity'
 ) RETURNS bigint
 LANGUAGE plpgsql SET jit = off SET work_mem = '128MB' AS $fn$
-DECLARE
-    v_cols text[] := _aggregate_columns();
-    v_count bigint;
 BEGIN
-    EXECUTE format(
-        'INSERT INTO agg_site_daily AS t (period_start, site_id, %s) '
-        'SELECT a.period_start, a.site_id, %s FROM agg_daily a '
-        'JOIN (%s) s (period_start, site_id) '
-        '  ON s.period_start = a.period_start AND s.site_id = a.site_id '
-        'WHERE a.period_start >= $1 AND a.period_start < $2 '
-        'GROUP BY a.period_start, a.site_id ORDER BY a.period_start, a.site_id '
-        'ON CONFLICT (period_start, site_id) DO UPDATE SET %s',
-        (SELECT string_agg(format('%I', c), ', ') FROM unnest(v_cols) c),
-        _rollup_aggregates('hist_merge_agg'),
-        p_site_days,
-        (SELECT string_agg(format('%1$I = EXCLUDED.%1$I', c), ', ') FROM unnest(v_cols) c))
-    USING p_from, p_to;
-    GET DIAGNOSTICS v_count = ROW_COUNT;
-    RETURN v_count;
+    RETURN _site_daily_refresh(p_from, p_to);
 END
 $fn$;
 
@@ -1022,14 +762,10 @@ BEGIN
     INSERT INTO _site_days
     SELECT DISTINCT k.period, p.site_id FROM _rollup_keys k JOIN page p ON p.id = k.page_id;
     IF FOUND THEN
-        PERFORM site_daily_refresh('SELECT period_start, site_id FROM _site_days', p_from, p_to);
+        PERFORM site_daily_refresh(p_from, p_to);
     END IF;
     IF EXISTS (SELECT FROM _deltas) THEN
-        PERFORM _apply_deltas('agg_site_daily', format(
-            'SELECT a.period_start, a.site_id, %s FROM _deltas a '
-            'WHERE NOT EXISTS (SELECT FROM _site_days s '
-            '                  WHERE s.period_start = a.period_start AND s.site_id = a.site_id) '
-            'GROUP BY a.period_start, a.site_id', _rollup_aggregates('hist_cat_agg')), 'site_id');
+        PERFORM _site_daily_add_deltas();
     END IF;
 END
 $fn$;

@@ -19,112 +19,21 @@ NOT EXISTS (SELECT FROM pipeline_delta
                    WHERE stage = p_stage AND period_start >= p_from AND period_start < p_to);
 
 -- ---- statement 3
-SELECT EXISTS (SELECT FROM agg_interval WHERE period_start >= $1 AND period_start < $2);
+EXISTS (SELECT FROM agg_interval WHERE period_start >= p_from AND period_start < p_to);
 
--- ---- statement 4 (executed 30 times in a row)
-    SELECT CASE
-        WHEN p_signed THEN format('coalesce(sum(a.sign) FILTER (WHERE %s), 0)',
-                                  coalesce(p_condition, p_column || ' IS NOT NULL'))
-        WHEN p_condition IS NULL THEN format('count(%s)', p_column)
-        ELSE format('count(*) FILTER (WHERE %s)', p_condition) END;
+-- ---- statement 4
+INSERT INTO "agg_interval" (period_start, page_id, site_id, "traffic_hours", "users", "sessions", "views", "bounces", "engagement_seconds", "mobile_samples", "mobile_score_sum", "mobile_lcp_ms_n", "mobile_lcp_ms_good", "mobile_lcp_ms_poor", "mobile_lcp_ms_hist", "mobile_fcp_ms_n", "mobile_fcp_ms_good", "mobile_fcp_ms_poor", "mobile_fcp_ms_hist", "mobile_inp_ms_n", "mobile_inp_ms_good", "mobile_inp_ms_poor", "mobile_inp_ms_hist", "mobile_ttfb_ms_n", "mobile_ttfb_ms_good", "mobile_ttfb_ms_poor", "mobile_ttfb_ms_hist", "mobile_cls_n", "mobile_cls_good", "mobile_cls_poor", "mobile_cls_hist", "desktop_samples", "desktop_score_sum", "desktop_lcp_ms_n", "desktop_lcp_ms_good", "desktop_lcp_ms_poor", "desktop_lcp_ms_hist", "desktop_fcp_ms_n", "desktop_fcp_ms_good", "desktop_fcp_ms_poor", "desktop_fcp_ms_hist", "desktop_inp_ms_n", "desktop_inp_ms_good", "desktop_inp_ms_poor", "desktop_inp_ms_hist", "desktop_ttfb_ms_n", "desktop_ttfb_ms_good", "desktop_ttfb_ms_poor", "desktop_ttfb_ms_hist", "desktop_cls_n", "desktop_cls_good", "desktop_cls_poor", "desktop_cls_hist")
+    SELECT m.* FROM (SELECT DISTINCT page_id FROM "_stage_keys" ORDER BY page_id) AS k
+    CROSS JOIN LATERAL (SELECT site_id FROM page WHERE id = k.page_id) AS pg
+    CROSS JOIN LATERAL (
+        SELECT interval_start(a.hour, p_hours) AS period_start, k.page_id, pg.site_id, count("a"."users") AS "traffic_hours", coalesce(sum("a"."users"), 0) AS "users", coalesce(sum("a"."sessions"), 0) AS "sessions", coalesce(sum("a"."views"), 0) AS "views", coalesce(sum("a"."bounces"), 0) AS "bounces", exact_numeric(coalesce(sum(trunc("a"."engagement_seconds")), 0)) + exact_numeric(coalesce(sum(round(("a"."engagement_seconds" - trunc("a"."engagement_seconds")) * 1e6)), 0)) * 0.000001 AS "engagement_seconds", count("a"."mobile_score") AS "mobile_samples", exact_numeric(coalesce(sum(trunc("a"."mobile_score")), 0)) + exact_numeric(coalesce(sum(round(("a"."mobile_score" - trunc("a"."mobile_score")) * 1e6)), 0)) * 0.000001 AS "mobile_score_sum", count("a"."mobile_lcp_ms") AS "mobile_lcp_ms_n", count(*) FILTER (WHERE "a"."mobile_lcp_ms" <= 2500) AS "mobile_lcp_ms_good", count(*) FILTER (WHERE "a"."mobile_lcp_ms" > 4000) AS "mobile_lcp_ms_poor", array_agg((hist_bucket("a"."mobile_lcp_ms")::bigint << 32) + 1) FILTER (WHERE "a"."mobile_lcp_ms" IS NOT NULL) AS "mobile_lcp_ms_hist", count("a"."mobile_fcp_ms") AS "mobile_fcp_ms_n", count(*) FILTER (WHERE "a"."mobile_fcp_ms" <= 1800) AS "mobile_fcp_ms_good", count(*) FILTER (WHERE "a"."mobile_fcp_ms" > 3000) AS "mobile_fcp_ms_poor", array_agg((hist_bucket("a"."mobile_fcp_ms")::bigint << 32) + 1) FILTER (WHERE "a"."mobile_fcp_ms" IS NOT NULL) AS "mobile_fcp_ms_hist", count("a"."mobile_inp_ms") AS "mobile_inp_ms_n", count(*) FILTER (WHERE "a"."mobile_inp_ms" <= 200) AS "mobile_inp_ms_good", count(*) FILTER (WHERE "a"."mobile_inp_ms" > 500) AS "mobile_inp_ms_poor", array_agg((hist_bucket("a"."mobile_inp_ms")::bigint << 32) + 1) FILTER (WHERE "a"."mobile_inp_ms" IS NOT NULL) AS "mobile_inp_ms_hist", count("a"."mobile_ttfb_ms") AS "mobile_ttfb_ms_n", count(*) FILTER (WHERE "a"."mobile_ttfb_ms" <= 800) AS "mobile_ttfb_ms_good", count(*) FILTER (WHERE "a"."mobile_ttfb_ms" > 1800) AS "mobile_ttfb_ms_poor", array_agg((hist_bucket("a"."mobile_ttfb_ms")::bigint << 32) + 1) FILTER (WHERE "a"."mobile_ttfb_ms" IS NOT NULL) AS "mobile_ttfb_ms_hist", count("a"."mobile_cls") AS "mobile_cls_n", count(*) FILTER (WHERE "a"."mobile_cls" <= 0.1) AS "mobile_cls_good", count(*) FILTER (WHERE "a"."mobile_cls" > 0.25) AS "mobile_cls_poor", array_agg((hist_bucket("a"."mobile_cls")::bigint << 32) + 1) FILTER (WHERE "a"."mobile_cls" IS NOT NULL) AS "mobile_cls_hist", count("a"."desktop_score") AS "desktop_samples", exact_numeric(coalesce(sum(trunc("a"."desktop_score")), 0)) + exact_numeric(coalesce(sum(round(("a"."desktop_score" - trunc("a"."desktop_score")) * 1e6)), 0)) * 0.000001 AS "desktop_score_sum", count("a"."desktop_lcp_ms") AS "desktop_lcp_ms_n", count(*) FILTER (WHERE "a"."desktop_lcp_ms" <= 2500) AS "desktop_lcp_ms_good", count(*) FILTER (WHERE "a"."desktop_lcp_ms" > 4000) AS "desktop_lcp_ms_poor", array_agg((hist_bucket("a"."desktop_lcp_ms")::bigint << 32) + 1) FILTER (WHERE "a"."desktop_lcp_ms" IS NOT NULL) AS "desktop_lcp_ms_hist", count("a"."desktop_fcp_ms") AS "desktop_fcp_ms_n", count(*) FILTER (WHERE "a"."desktop_fcp_ms" <= 1800) AS "desktop_fcp_ms_good", count(*) FILTER (WHERE "a"."desktop_fcp_ms" > 3000) AS "desktop_fcp_ms_poor", array_agg((hist_bucket("a"."desktop_fcp_ms")::bigint << 32) + 1) FILTER (WHERE "a"."desktop_fcp_ms" IS NOT NULL) AS "desktop_fcp_ms_hist", count("a"."desktop_inp_ms") AS "desktop_inp_ms_n", count(*) FILTER (WHERE "a"."desktop_inp_ms" <= 200) AS "desktop_inp_ms_good", count(*) FILTER (WHERE "a"."desktop_inp_ms" > 500) AS "desktop_inp_ms_poor", array_agg((hist_bucket("a"."desktop_inp_ms")::bigint << 32) + 1) FILTER (WHERE "a"."desktop_inp_ms" IS NOT NULL) AS "desktop_inp_ms_hist", count("a"."desktop_ttfb_ms") AS "desktop_ttfb_ms_n", count(*) FILTER (WHERE "a"."desktop_ttfb_ms" <= 800) AS "desktop_ttfb_ms_good", count(*) FILTER (WHERE "a"."desktop_ttfb_ms" > 1800) AS "desktop_ttfb_ms_poor", array_agg((hist_bucket("a"."desktop_ttfb_ms")::bigint << 32) + 1) FILTER (WHERE "a"."desktop_ttfb_ms" IS NOT NULL) AS "desktop_ttfb_ms_hist", count("a"."desktop_cls") AS "desktop_cls_n", count(*) FILTER (WHERE "a"."desktop_cls" <= 0.1) AS "desktop_cls_good", count(*) FILTER (WHERE "a"."desktop_cls" > 0.25) AS "desktop_cls_poor", array_agg((hist_bucket("a"."desktop_cls")::bigint << 32) + 1) FILTER (WHERE "a"."desktop_cls" IS NOT NULL) AS "desktop_cls_hist" FROM "page_hour" a
+        WHERE a.page_id = k.page_id AND a."hour" >= p_from AND a."hour" < p_to GROUP BY 1
+    ) AS m ORDER BY m.page_id, m.period_start;
 
 -- ---- statement 5
-    SELECT format('exact_numeric(coalesce(sum(trunc(%1$s)), 0)) '
-                  '+ exact_numeric(coalesce(sum(round((%1$s - trunc(%1$s)) * 1e6)), 0)) '
-                  '* 0.000001', p_column);
-
--- ---- statement 6
-    SELECT CASE
-        WHEN p_signed THEN format('coalesce(sum(a.sign) FILTER (WHERE %s), 0)',
-                                  coalesce(p_condition, p_column || ' IS NOT NULL'))
-        WHEN p_condition IS NULL THEN format('count(%s)', p_column)
-        ELSE format('count(*) FILTER (WHERE %s)', p_condition) END;
-
--- ---- statement 7
-    SELECT format('exact_numeric(coalesce(sum(trunc(%1$s)), 0)) '
-                  '+ exact_numeric(coalesce(sum(round((%1$s - trunc(%1$s)) * 1e6)), 0)) '
-                  '* 0.000001', p_column);
-
--- ---- statement 8
-    SELECT CASE
-        WHEN p_signed THEN format('coalesce(sum(a.sign) FILTER (WHERE %s), 0)',
-                                  coalesce(p_condition, p_column || ' IS NOT NULL'))
-        WHEN p_condition IS NULL THEN format('count(%s)', p_column)
-        ELSE format('count(*) FILTER (WHERE %s)', p_condition) END;
-
--- ---- statement 9
-    SELECT format('exact_numeric(coalesce(sum(trunc(%1$s)), 0)) '
-                  '+ exact_numeric(coalesce(sum(round((%1$s - trunc(%1$s)) * 1e6)), 0)) '
-                  '* 0.000001', p_column);
-
--- ---- statement 10 (executed 4 times in a row)
-    SELECT CASE WHEN p_signed THEN format('coalesce(sum(a.sign * %s), 0)', p_column)
-                ELSE format('coalesce(sum(%s), 0)', p_column) END;
-
--- ---- statement 11
-    SELECT CASE
-        WHEN p_signed THEN format('coalesce(sum(a.sign) FILTER (WHERE %s), 0)',
-                                  coalesce(p_condition, p_column || ' IS NOT NULL'))
-        WHEN p_condition IS NULL THEN format('count(%s)', p_column)
-        ELSE format('count(*) FILTER (WHERE %s)', p_condition) END;
-
--- ---- statement 12
-    -- One expression per measure of the catalog (pipeline/catalog.py, through
-    -- catalog_measures()), in the aggregate tables' column order. A measure's
-    -- page_hour column: the vital's, the strategy's score, or the traffic
-    -- column (traffic_hours counts the hours with users).
-    SELECT string_agg(format('%s AS %I', CASE
-               WHEN m.kind = 'hist' THEN format(
-                   'array_agg((hist_bucket(%1$s)::bigint << 32) + %2$s) FILTER (WHERE %1$s IS NOT NULL)',
-                   m.source, CASE WHEN p_signed THEN 'a.sign::bigint' ELSE '1' END)
-               WHEN m.kind = 'exact_sum' THEN _exact_sum_sql(
-                   CASE WHEN p_signed THEN 'a.sign * ' || m.source ELSE m.source END)
-               WHEN m.kind = 'sum' THEN _sum_sql(m.source, p_signed)
-               WHEN m.name LIKE '%\_good' THEN _count_sql(m.source, p_signed,
-                   format('%s <= %s', m.source, v.good_max))
-               WHEN m.name LIKE '%\_poor' THEN _count_sql(m.source, p_signed,
-                   format('%s > %s', m.source, v.poor_min))
-               ELSE _count_sql(m.source, p_signed) END, m.name), ', ' ORDER BY m.ord)
-    FROM (SELECT c.*, 'a.' || quote_ident(CASE
-                     WHEN c.vital IS NOT NULL THEN c.strategy || '_' || c.vital
-                     WHEN c.strategy IS NOT NULL THEN c.strategy || '_score'
-                     WHEN c.name = 'traffic_hours' THEN 'users'
-                     ELSE c.name END) AS source
-          FROM catalog_measures() c) AS m
-    LEFT JOIN vital v ON v.name = m.vital;
-
--- ---- statement 13
-    SELECT format(
-        'SELECT m.* FROM (SELECT DISTINCT page_id FROM %1$I ORDER BY page_id) AS k '
-        'CROSS JOIN LATERAL (SELECT site_id FROM page WHERE id = k.page_id) AS pg '
-        'CROSS JOIN LATERAL ('
-        '  SELECT %4$s AS period_start, k.page_id, pg.site_id, %5$s FROM %2$I a'
-        '  WHERE a.page_id = k.page_id AND a.%3$I >= $1 AND a.%3$I < $2 GROUP BY 1'
-        ') AS m ORDER BY m.page_id, m.period_start',
-        p_keys, p_source, p_time, p_period, p_aggregates);
-
--- ---- statement 14
 DELETE FROM _deltas WHERE page_id IN (SELECT page_id FROM _stage_keys);
 
--- ---- statement 15 (executed 3 times in a row)
-    SELECT array_agg(name ORDER BY ord) FROM catalog_measures();
-
--- ---- statement 16
-    SELECT format(
-        'INSERT INTO %I AS t (period_start, page_id, site_id, %s) %s %s',
-        p_target,
-        (SELECT string_agg(format('%I', c), ', ') FROM unnest(_aggregate_columns()) c),
-        p_select,
-        CASE WHEN p_filled THEN
-            'ON CONFLICT (period_start, page_id) DO UPDATE SET '
-            || (SELECT string_agg(format('%1$I = EXCLUDED.%1$I', c), ', ')
-                FROM unnest(_aggregate_columns()) c)
-        ELSE '' END);
-
--- ---- statement 17
-INSERT INTO agg_interval AS t (period_start, page_id, site_id, traffic_hours, users, sessions, views, bounces, engagement_seconds, mobile_samples, mobile_score_sum, mobile_lcp_ms_n, mobile_lcp_ms_good, mobile_lcp_ms_poor, mobile_lcp_ms_hist, mobile_fcp_ms_n, mobile_fcp_ms_good, mobile_fcp_ms_poor, mobile_fcp_ms_hist, mobile_inp_ms_n, mobile_inp_ms_good, mobile_inp_ms_poor, mobile_inp_ms_hist, mobile_ttfb_ms_n, mobile_ttfb_ms_good, mobile_ttfb_ms_poor, mobile_ttfb_ms_hist, mobile_cls_n, mobile_cls_good, mobile_cls_poor, mobile_cls_hist, desktop_samples, desktop_score_sum, desktop_lcp_ms_n, desktop_lcp_ms_good, desktop_lcp_ms_poor, desktop_lcp_ms_hist, desktop_fcp_ms_n, desktop_fcp_ms_good, desktop_fcp_ms_poor, desktop_fcp_ms_hist, desktop_inp_ms_n, desktop_inp_ms_good, desktop_inp_ms_poor, desktop_inp_ms_hist, desktop_ttfb_ms_n, desktop_ttfb_ms_good, desktop_ttfb_ms_poor, desktop_ttfb_ms_hist, desktop_cls_n, desktop_cls_good, desktop_cls_poor, desktop_cls_hist) SELECT m.* FROM (SELECT DISTINCT page_id FROM _stage_keys ORDER BY page_id) AS k CROSS JOIN LATERAL (SELECT site_id FROM page WHERE id = k.page_id) AS pg CROSS JOIN LATERAL (  SELECT interval_start(a.hour, 4) AS period_start, k.page_id, pg.site_id, count(a.users) AS traffic_hours, coalesce(sum(a.users), 0) AS users, coalesce(sum(a.sessions), 0) AS sessions, coalesce(sum(a.views), 0) AS views, coalesce(sum(a.bounces), 0) AS bounces, exact_numeric(coalesce(sum(trunc(a.engagement_seconds)), 0)) + exact_numeric(coalesce(sum(round((a.engagement_seconds - trunc(a.engagement_seconds)) * 1e6)), 0)) * 0.000001 AS engagement_seconds, count(a.mobile_score) AS mobile_samples, exact_numeric(coalesce(sum(trunc(a.mobile_score)), 0)) + exact_numeric(coalesce(sum(round((a.mobile_score - trunc(a.mobile_score)) * 1e6)), 0)) * 0.000001 AS mobile_score_sum, count(a.mobile_lcp_ms) AS mobile_lcp_ms_n, count(*) FILTER (WHERE a.mobile_lcp_ms <= 2500) AS mobile_lcp_ms_good, count(*) FILTER (WHERE a.mobile_lcp_ms > 4000) AS mobile_lcp_ms_poor, array_agg((hist_bucket(a.mobile_lcp_ms)::bigint << 32) + 1) FILTER (WHERE a.mobile_lcp_ms IS NOT NULL) AS mobile_lcp_ms_hist, count(a.mobile_fcp_ms) AS mobile_fcp_ms_n, count(*) FILTER (WHERE a.mobile_fcp_ms <= 1800) AS mobile_fcp_ms_good, count(*) FILTER (WHERE a.mobile_fcp_ms > 3000) AS mobile_fcp_ms_poor, array_agg((hist_bucket(a.mobile_fcp_ms)::bigint << 32) + 1) FILTER (WHERE a.mobile_fcp_ms IS NOT NULL) AS mobile_fcp_ms_hist, count(a.mobile_inp_ms) AS mobile_inp_ms_n, count(*) FILTER (WHERE a.mobile_inp_ms <= 200) AS mobile_inp_ms_good, count(*) FILTER (WHERE a.mobile_inp_ms > 500) AS mobile_inp_ms_poor, array_agg((hist_bucket(a.mobile_inp_ms)::bigint << 32) + 1) FILTER (WHERE a.mobile_inp_ms IS NOT NULL) AS mobile_inp_ms_hist, count(a.mobile_ttfb_ms) AS mobile_ttfb_ms_n, count(*) FILTER (WHERE a.mobile_ttfb_ms <= 800) AS mobile_ttfb_ms_good, count(*) FILTER (WHERE a.mobile_ttfb_ms > 1800) AS mobile_ttfb_ms_poor, array_agg((hist_bucket(a.mobile_ttfb_ms)::bigint << 32) + 1) FILTER (WHERE a.mobile_ttfb_ms IS NOT NULL) AS mobile_ttfb_ms_hist, count(a.mobile_cls) AS mobile_cls_n, count(*) FILTER (WHERE a.mobile_cls <= 0.1) AS mobile_cls_good, count(*) FILTER (WHERE a.mobile_cls > 0.25) AS mobile_cls_poor, array_agg((hist_bucket(a.mobile_cls)::bigint << 32) + 1) FILTER (WHERE a.mobile_cls IS NOT NULL) AS mobile_cls_hist, count(a.desktop_score) AS desktop_samples, exact_numeric(coalesce(sum(trunc(a.desktop_score)), 0)) + exact_numeric(coalesce(sum(round((a.desktop_score - trunc(a.desktop_score)) * 1e6)), 0)) * 0.000001 AS desktop_score_sum, count(a.desktop_lcp_ms) AS desktop_lcp_ms_n, count(*) FILTER (WHERE a.desktop_lcp_ms <= 2500) AS desktop_lcp_ms_good, count(*) FILTER (WHERE a.desktop_lcp_ms > 4000) AS desktop_lcp_ms_poor, array_agg((hist_bucket(a.desktop_lcp_ms)::bigint << 32) + 1) FILTER (WHERE a.desktop_lcp_ms IS NOT NULL) AS desktop_lcp_ms_hist, count(a.desktop_fcp_ms) AS desktop_fcp_ms_n, count(*) FILTER (WHERE a.desktop_fcp_ms <= 1800) AS desktop_fcp_ms_good, count(*) FILTER (WHERE a.desktop_fcp_ms > 3000) AS desktop_fcp_ms_poor, array_agg((hist_bucket(a.desktop_fcp_ms)::bigint << 32) + 1) FILTER (WHERE a.desktop_fcp_ms IS NOT NULL) AS desktop_fcp_ms_hist, count(a.desktop_inp_ms) AS desktop_inp_ms_n, count(*) FILTER (WHERE a.desktop_inp_ms <= 200) AS desktop_inp_ms_good, count(*) FILTER (WHERE a.desktop_inp_ms > 500) AS desktop_inp_ms_poor, array_agg((hist_bucket(a.desktop_inp_ms)::bigint << 32) + 1) FILTER (WHERE a.desktop_inp_ms IS NOT NULL) AS desktop_inp_ms_hist, count(a.desktop_ttfb_ms) AS desktop_ttfb_ms_n, count(*) FILTER (WHERE a.desktop_ttfb_ms <= 800) AS desktop_ttfb_ms_good, count(*) FILTER (WHERE a.desktop_ttfb_ms > 1800) AS desktop_ttfb_ms_poor, array_agg((hist_bucket(a.desktop_ttfb_ms)::bigint << 32) + 1) FILTER (WHERE a.desktop_ttfb_ms IS NOT NULL) AS desktop_ttfb_ms_hist, count(a.desktop_cls) AS desktop_cls_n, count(*) FILTER (WHERE a.desktop_cls <= 0.1) AS desktop_cls_good, count(*) FILTER (WHERE a.desktop_cls > 0.25) AS desktop_cls_poor, array_agg((hist_bucket(a.desktop_cls)::bigint << 32) + 1) FILTER (WHERE a.desktop_cls IS NOT NULL) AS desktop_cls_hist FROM page_hour a  WHERE a.page_id = k.page_id AND a.hour >= $1 AND a.hour < $2 GROUP BY 1) AS m ORDER BY m.page_id, m.period_start;
-
--- ---- statement 18
+-- ---- statement 6
 INSERT INTO _stage_keys
             SELECT DISTINCT t.page_id, utc_trunc('day', t.period_start), 16777215
             FROM agg_interval t
@@ -133,10 +42,10 @@ INSERT INTO _stage_keys
               AND NOT EXISTS (SELECT FROM _stage_keys k WHERE k.page_id = t.page_id
                               AND k.day = utc_trunc('day', t.period_start));
 
--- ---- statement 19
+-- ---- statement 7
 INSERT INTO pipeline_dirty (stage, period_start, page_id)
         SELECT 'daily', day, page_id FROM _stage_keys ORDER BY day, page_id
         ON CONFLICT DO NOTHING;
 
--- ---- statement 20
+-- ---- statement 8
 SELECT rows_in, rows_out FROM stage_interval($1::timestamptz, $2::timestamptz, $3);

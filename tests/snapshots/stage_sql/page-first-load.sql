@@ -21,47 +21,28 @@ WITH keys AS (
     INSERT INTO _stage_keys SELECT page_id, day, hours FROM keys;
 
 -- ---- statement 4
-SELECT string_agg(format('max(p.%1$I) FILTER (WHERE p.strategy = %2$L) AS %3$I',
-                             c.col, s.strategy, s.strategy || '_' || c.alias), ', '
-                      ORDER BY s.ord, c.ord)
-                         FROM catalog_strategies() AS s (ord, strategy)
-     CROSS JOIN (SELECT 0, 'performance_score', 'score'
-                 UNION ALL SELECT position, name, name FROM vital) AS c (ord, col, alias);
-
--- ---- statement 5
-SELECT string_agg(quote_ident(attname), ', ' ORDER BY attnum),
-           string_agg(CASE WHEN attname IN (SELECT name FROM catalog_measures()
-                                            WHERE strategy IS NULL AND kind <> 'count')
-                           THEN 'ga.' ELSE 'psi.' END || quote_ident(attname), ', '
-                      ORDER BY attnum),
-           string_agg('m.' || quote_ident(attname), ', ' ORDER BY attnum)
-                                               FROM pg_attribute
-     WHERE attrelid = 'page_hour'::regclass AND attnum > 0 AND NOT attisdropped
-       AND attname NOT IN ('hour', 'page_id', 'site_id');
-
--- ---- statement 6
 NOT EXISTS (SELECT FROM page_hour WHERE hour >= p_from AND hour < p_to);
 
--- ---- statement 7
-        INSERT INTO page_hour (page_id, site_id, hour, users, sessions, views, bounces, engagement_seconds, mobile_score, mobile_lcp_ms, mobile_fcp_ms, mobile_inp_ms, mobile_ttfb_ms, mobile_cls, desktop_score, desktop_lcp_ms, desktop_fcp_ms, desktop_inp_ms, desktop_ttfb_ms, desktop_cls)
-        SELECT k.page_id, pg.site_id, m.*
-        FROM (SELECT DISTINCT page_id FROM _stage_keys ORDER BY page_id) AS k
-        CROSS JOIN LATERAL (SELECT site_id FROM page WHERE id = k.page_id) AS pg
-        CROSS JOIN LATERAL (
-            SELECT coalesce(ga.hour, psi.hour) AS hour, ga.users, ga.sessions, ga.views, ga.bounces, ga.engagement_seconds, psi.mobile_score, psi.mobile_lcp_ms, psi.mobile_fcp_ms, psi.mobile_inp_ms, psi.mobile_ttfb_ms, psi.mobile_cls, psi.desktop_score, psi.desktop_lcp_ms, psi.desktop_fcp_ms, psi.desktop_inp_ms, psi.desktop_ttfb_ms, psi.desktop_cls
-            FROM (SELECT * FROM staged_ga g
-                  WHERE g.page_id = k.page_id AND g.hour >= $1 AND g.hour < $2) AS ga
-            FULL JOIN (SELECT p.hour, max(p.performance_score) FILTER (WHERE p.strategy = 'mobile') AS mobile_score, max(p.lcp_ms) FILTER (WHERE p.strategy = 'mobile') AS mobile_lcp_ms, max(p.fcp_ms) FILTER (WHERE p.strategy = 'mobile') AS mobile_fcp_ms, max(p.inp_ms) FILTER (WHERE p.strategy = 'mobile') AS mobile_inp_ms, max(p.ttfb_ms) FILTER (WHERE p.strategy = 'mobile') AS mobile_ttfb_ms, max(p.cls) FILTER (WHERE p.strategy = 'mobile') AS mobile_cls, max(p.performance_score) FILTER (WHERE p.strategy = 'desktop') AS desktop_score, max(p.lcp_ms) FILTER (WHERE p.strategy = 'desktop') AS desktop_lcp_ms, max(p.fcp_ms) FILTER (WHERE p.strategy = 'desktop') AS desktop_fcp_ms, max(p.inp_ms) FILTER (WHERE p.strategy = 'desktop') AS desktop_inp_ms, max(p.ttfb_ms) FILTER (WHERE p.strategy = 'desktop') AS desktop_ttfb_ms, max(p.cls) FILTER (WHERE p.strategy = 'desktop') AS desktop_cls FROM staged_psi p
-                       WHERE p.page_id = k.page_id AND p.hour >= $1 AND p.hour < $2
-                       GROUP BY p.hour) AS psi ON psi.hour = ga.hour
-        ) AS m (hour)
-        ORDER BY k.page_id, m.hour;
+-- ---- statement 5
+INSERT INTO page_hour (page_id, site_id, hour, "users", "sessions", "views", "bounces", "engagement_seconds", "mobile_score", "mobile_lcp_ms", "mobile_fcp_ms", "mobile_inp_ms", "mobile_ttfb_ms", "mobile_cls", "desktop_score", "desktop_lcp_ms", "desktop_fcp_ms", "desktop_inp_ms", "desktop_ttfb_ms", "desktop_cls")
+    SELECT k.page_id, pg.site_id, m.*
+    FROM (SELECT DISTINCT page_id FROM _stage_keys ORDER BY page_id) AS k
+    CROSS JOIN LATERAL (SELECT site_id FROM page WHERE id = k.page_id) AS pg
+    CROSS JOIN LATERAL (
+        SELECT coalesce(ga.hour, psi.hour) AS hour, "ga"."users", "ga"."sessions", "ga"."views", "ga"."bounces", "ga"."engagement_seconds", "psi"."mobile_score", "psi"."mobile_lcp_ms", "psi"."mobile_fcp_ms", "psi"."mobile_inp_ms", "psi"."mobile_ttfb_ms", "psi"."mobile_cls", "psi"."desktop_score", "psi"."desktop_lcp_ms", "psi"."desktop_fcp_ms", "psi"."desktop_inp_ms", "psi"."desktop_ttfb_ms", "psi"."desktop_cls"
+        FROM (SELECT * FROM staged_ga g
+              WHERE g.page_id = k.page_id AND g.hour >= p_from AND g.hour < p_to) AS ga
+        FULL JOIN (SELECT p.hour, max("p"."performance_score") FILTER (WHERE p.strategy = 'mobile') AS "mobile_score", max("p"."lcp_ms") FILTER (WHERE p.strategy = 'mobile') AS "mobile_lcp_ms", max("p"."fcp_ms") FILTER (WHERE p.strategy = 'mobile') AS "mobile_fcp_ms", max("p"."inp_ms") FILTER (WHERE p.strategy = 'mobile') AS "mobile_inp_ms", max("p"."ttfb_ms") FILTER (WHERE p.strategy = 'mobile') AS "mobile_ttfb_ms", max("p"."cls") FILTER (WHERE p.strategy = 'mobile') AS "mobile_cls", max("p"."performance_score") FILTER (WHERE p.strategy = 'desktop') AS "desktop_score", max("p"."lcp_ms") FILTER (WHERE p.strategy = 'desktop') AS "desktop_lcp_ms", max("p"."fcp_ms") FILTER (WHERE p.strategy = 'desktop') AS "desktop_fcp_ms", max("p"."inp_ms") FILTER (WHERE p.strategy = 'desktop') AS "desktop_inp_ms", max("p"."ttfb_ms") FILTER (WHERE p.strategy = 'desktop') AS "desktop_ttfb_ms", max("p"."cls") FILTER (WHERE p.strategy = 'desktop') AS "desktop_cls" FROM staged_psi p
+                   WHERE p.page_id = k.page_id AND p.hour >= p_from AND p.hour < p_to
+                   GROUP BY p.hour) AS psi ON psi.hour = ga.hour
+    ) AS m (hour)
+    ORDER BY k.page_id, m.hour;
 
--- ---- statement 8
+-- ---- statement 6
 INSERT INTO pipeline_dirty AS d (stage, period_start, page_id, hours)
         SELECT 'interval', day, page_id, hours FROM _stage_keys ORDER BY day, page_id
         ON CONFLICT (stage, period_start, page_id) DO UPDATE SET hours = d.hours | EXCLUDED.hours
         WHERE d.hours <> d.hours | EXCLUDED.hours;
 
--- ---- statement 9
+-- ---- statement 7
 SELECT rows_in, rows_out FROM "stage_page"($1::timestamptz, $2::timestamptz);

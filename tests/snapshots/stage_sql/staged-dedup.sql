@@ -16,10 +16,12 @@ SELECT staged_ensure();
 SELECT source, first_hour, last_hour                                           FROM ingest_batch WHERE id = p_batch;
 
 -- ---- statement 4
-SELECT EXISTS (SELECT FROM page p WHERE EXISTS (  SELECT FROM staged_ga s WHERE s.page_id = p.id AND s.hour >= $1 AND s.hour <= $2));
+v_overlap := EXISTS (SELECT FROM page p WHERE EXISTS (
+            SELECT FROM staged_ga s WHERE s.page_id = p.id AND s.hour >= p_first
+                                      AND s.hour <= p_last));
 
 -- ---- statement 5
-SELECT NOT EXISTS (SELECT FROM staged_ga);
+v_empty := NOT EXISTS (SELECT FROM staged_ga);
 
 -- ---- statement 6
 INSERT INTO staged_ga (hour, page_id, users, sessions, views, bounces,
@@ -81,10 +83,12 @@ SELECT staged_ensure();
 SELECT source, first_hour, last_hour                                           FROM ingest_batch WHERE id = p_batch;
 
 -- ---- statement 4
-SELECT EXISTS (SELECT FROM page p WHERE EXISTS (  SELECT FROM staged_psi s WHERE s.page_id = p.id AND s.hour >= $1 AND s.hour <= $2));
+v_overlap := EXISTS (SELECT FROM page p WHERE EXISTS (
+            SELECT FROM staged_psi s WHERE s.page_id = p.id AND s.hour >= p_first
+                                       AND s.hour <= p_last));
 
 -- ---- statement 5
-SELECT NOT EXISTS (SELECT FROM staged_psi);
+v_empty := NOT EXISTS (SELECT FROM staged_psi);
 
 -- ---- statement 6
 INSERT INTO staged_psi (hour, page_id, strategy, measured_at, performance_score,
@@ -151,7 +155,9 @@ SELECT staged_ensure();
 SELECT source, first_hour, last_hour                                           FROM ingest_batch WHERE id = p_batch;
 
 -- ---- statement 4
-SELECT EXISTS (SELECT FROM page p WHERE EXISTS (  SELECT FROM staged_ga s WHERE s.page_id = p.id AND s.hour >= $1 AND s.hour <= $2));
+v_overlap := EXISTS (SELECT FROM page p WHERE EXISTS (
+            SELECT FROM staged_ga s WHERE s.page_id = p.id AND s.hour >= p_first
+                                      AND s.hour <= p_last));
 
 -- ---- statement 5
 WITH src AS MATERIALIZED (
@@ -202,7 +208,9 @@ SELECT staged_ensure();
 SELECT source, first_hour, last_hour                                           FROM ingest_batch WHERE id = p_batch;
 
 -- ---- statement 4
-SELECT EXISTS (SELECT FROM page p WHERE EXISTS (  SELECT FROM staged_psi s WHERE s.page_id = p.id AND s.hour >= $1 AND s.hour <= $2));
+v_overlap := EXISTS (SELECT FROM page p WHERE EXISTS (
+            SELECT FROM staged_psi s WHERE s.page_id = p.id AND s.hour >= p_first
+                                       AND s.hour <= p_last));
 
 -- ---- statement 5
 WITH src AS MATERIALIZED (

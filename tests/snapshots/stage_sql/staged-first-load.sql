@@ -16,10 +16,12 @@ SELECT staged_ensure();
 SELECT source, first_hour, last_hour                                           FROM ingest_batch WHERE id = p_batch;
 
 -- ---- statement 4
-SELECT EXISTS (SELECT FROM page p WHERE EXISTS (  SELECT FROM staged_ga s WHERE s.page_id = p.id AND s.hour >= $1 AND s.hour <= $2));
+v_overlap := EXISTS (SELECT FROM page p WHERE EXISTS (
+            SELECT FROM staged_ga s WHERE s.page_id = p.id AND s.hour >= p_first
+                                      AND s.hour <= p_last));
 
 -- ---- statement 5
-SELECT NOT EXISTS (SELECT FROM staged_ga);
+v_empty := NOT EXISTS (SELECT FROM staged_ga);
 
 -- ---- statement 6
 INSERT INTO staged_ga (hour, page_id, users, sessions, views, bounces,
@@ -33,7 +35,11 @@ INSERT INTO staged_ga (hour, page_id, users, sessions, views, bounces,
 SELECT set_config('maintenance_work_mem', '1GB', true);
 
 -- ---- statement 8
-INSERT INTO pipeline_dirty AS d (stage, period_start, page_id, hours) SELECT 'page', utc_trunc('day', hour), page_id, bit_or(hour_bit(hour)) FROM raw_ga WHERE batch_id = $1 GROUP BY 2, 3 ORDER BY 2, 3 ON CONFLICT (stage, period_start, page_id) DO UPDATE SET hours = d.hours | EXCLUDED.hours WHERE d.hours <> d.hours | EXCLUDED.hours;
+INSERT INTO pipeline_dirty AS d (stage, period_start, page_id, hours)
+        SELECT 'page', utc_trunc('day', hour), page_id, bit_or(hour_bit(hour))
+        FROM raw_ga WHERE batch_id = p_batch GROUP BY 2, 3 ORDER BY 2, 3
+        ON CONFLICT (stage, period_start, page_id) DO UPDATE SET hours = d.hours | EXCLUDED.hours
+        WHERE d.hours <> d.hours | EXCLUDED.hours;
 
 -- ---- statement 9
 SELECT _mark_batch_page_dirty(p_source, p_batch);
@@ -53,10 +59,12 @@ SELECT staged_ensure();
 SELECT source, first_hour, last_hour                                           FROM ingest_batch WHERE id = p_batch;
 
 -- ---- statement 4
-SELECT EXISTS (SELECT FROM page p WHERE EXISTS (  SELECT FROM staged_psi s WHERE s.page_id = p.id AND s.hour >= $1 AND s.hour <= $2));
+v_overlap := EXISTS (SELECT FROM page p WHERE EXISTS (
+            SELECT FROM staged_psi s WHERE s.page_id = p.id AND s.hour >= p_first
+                                       AND s.hour <= p_last));
 
 -- ---- statement 5
-SELECT NOT EXISTS (SELECT FROM staged_psi);
+v_empty := NOT EXISTS (SELECT FROM staged_psi);
 
 -- ---- statement 6
 INSERT INTO staged_psi (hour, page_id, strategy, measured_at, performance_score,
@@ -72,7 +80,11 @@ INSERT INTO staged_psi (hour, page_id, strategy, measured_at, performance_score,
 SELECT set_config('maintenance_work_mem', '1GB', true);
 
 -- ---- statement 8
-INSERT INTO pipeline_dirty AS d (stage, period_start, page_id, hours) SELECT 'page', utc_trunc('day', measured_at), page_id, bit_or(hour_bit(measured_at)) FROM raw_psi WHERE batch_id = $1 GROUP BY 2, 3 ORDER BY 2, 3 ON CONFLICT (stage, period_start, page_id) DO UPDATE SET hours = d.hours | EXCLUDED.hours WHERE d.hours <> d.hours | EXCLUDED.hours;
+INSERT INTO pipeline_dirty AS d (stage, period_start, page_id, hours)
+        SELECT 'page', utc_trunc('day', measured_at), page_id, bit_or(hour_bit(measured_at))
+        FROM raw_psi WHERE batch_id = p_batch GROUP BY 2, 3 ORDER BY 2, 3
+        ON CONFLICT (stage, period_start, page_id) DO UPDATE SET hours = d.hours | EXCLUDED.hours
+        WHERE d.hours <> d.hours | EXCLUDED.hours;
 
 -- ---- statement 9
 SELECT _mark_batch_page_dirty(p_source, p_batch);
