@@ -151,6 +151,7 @@ def _signature_types(signature: str) -> str:
     """``f(p_stage text)`` -> ``f(text)``: what to_regprocedure() and DROP take."""
     name, args = signature.rstrip(")").split("(", 1)
     args = [arg.strip() for arg in args.split(",") if arg.strip()]
+    args = [arg for arg in args if not arg.startswith("OUT ")]  # not part of the identity
     types = [arg.split(" ", 1)[1] if " " in arg else arg for arg in args]
     return f"{name}({', '.join(types)})"
 

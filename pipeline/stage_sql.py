@@ -29,7 +29,9 @@ FULL_DAY = 16777215  # a dirty key's hour mask with all 24 hours set
 
 @dataclass(frozen=True)
 class Statement:
-    """One stage statement: ``signature`` as ``CREATE FUNCTION`` takes it."""
+    """One stage statement: ``signature`` as ``CREATE FUNCTION`` takes it. The function
+    returns the statement's row count, or, with ``OUT`` parameters in the signature,
+    what the statement selects ``INTO`` them."""
 
     signature: str
     comment: str
@@ -40,21 +42,63 @@ class Statement:
         return self.signature.split("(", 1)[0]
 
     @property
+    def counted(self) -> bool:
+        return " OUT " not in f" {self.signature.split('(', 1)[1].replace(',', ' ')}"
+
+    @property
     def body(self) -> str:
         lines = "\n".join(f"    -- {line}" for line in self.comment.splitlines())
         text = self.statement.as_string(None).strip()
+        head = f"\n    -- Generated from pipeline/catalog.py by pipeline/stage_sql.py.\n{lines}\n"
+        if not self.counted:
+            return f"{head}BEGIN\n    {text};\nEND\n"
         return (
-            f"\n    -- Generated from pipeline/catalog.py by pipeline/stage_sql.py.\n{lines}\n"
-            "DECLARE\n    v_rows bigint;\nBEGIN\n"
+            f"{head}DECLARE\n    v_rows bigint;\nBEGIN\n"
             f"    {text};\n"
             "    GET DIAGNOSTICS v_rows = ROW_COUNT;\n    RETURN v_rows;\nEND\n"
         )
 
     def create_sql(self) -> str:
+        returns = "bigint" if self.counted else "record"
         return (
-            f"CREATE OR REPLACE FUNCTION {self.signature} RETURNS bigint\n"
+            f"CREATE OR REPLACE FUNCTION {self.signature} RETURNS {returns}\n"
             "LANGUAGE plpgsql SET plan_cache_mode = force_custom_plan "
             f"AS $statement${self.body}$statement$"
+        )
+
+
+@dataclass(frozen=True)
+class Dispatch:
+    """A stage's generated statement chosen by the stage's name, for the procedures
+    shared by several stages (``_stage_rollup``, ``_take_deltas``): one ``CASE`` branch
+    per stage of the catalog; another name raises ``case_not_found``."""
+
+    signature: str
+    comment: str
+    returns: str
+    cases: tuple[tuple[str, sql.Composable], ...]  # (stage, the expression returned)
+
+    @property
+    def name(self) -> str:
+        return self.signature.split("(", 1)[0]
+
+    @property
+    def body(self) -> str:
+        lines = "\n".join(f"    -- {line}" for line in self.comment.splitlines())
+        branches = "".join(
+            f"        WHEN {sql.Literal(stage).as_string(None)} THEN "
+            f"RETURN {expression.as_string(None)};\n"
+            for stage, expression in self.cases
+        )
+        return (
+            f"\n    -- Generated from pipeline/catalog.py by pipeline/stage_sql.py.\n{lines}\n"
+            f"BEGIN\n    CASE p_stage\n{branches}    END CASE;\nEND\n"
+        )
+
+    def create_sql(self) -> str:
+        return (
+            f"CREATE OR REPLACE FUNCTION {self.signature} RETURNS {self.returns}\n"
+            f"LANGUAGE plpgsql AS $statement${self.body}$statement$"
         )
 
 
@@ -174,6 +218,93 @@ def _delta_update() -> sql.Composed:
         ).format(_q(m.name))
         for m in _measures()
     )
+
+
+# ------------------------------------------------------------ the staged stage
+
+
+def _psi_values(prefix: str | None = None) -> sql.Composed:
+    """A PSI record's measured values: the performance score, then each vital."""
+    names = ("performance_score", *catalog.VITAL_NAMES)
+    return _list(_q(prefix, n) if prefix else _q(n) for n in names)
+
+
+def _staged_statements() -> list[Statement]:
+    """The staged stage's PSI statements (GA's columns are fixed: in stages.sql)."""
+    into = sql.SQL(
+        "INSERT INTO staged_psi (hour, page_id, strategy, measured_at, {}, batch_id, position)"
+    ).format(_psi_values())
+    return [
+        Statement(
+            "_staged_psi_rebuild()",
+            "staged_psi rebuilt from raw after a crash emptied it (staged_ensure): the last\n"
+            "record per natural key of the batches in _staged_batches.",
+            sql.SQL("""{into}
+    SELECT DISTINCT ON (page_id, utc_trunc('hour', measured_at), strategy)
+           utc_trunc('hour', measured_at), page_id, strategy, measured_at, {values},
+           batch_id, position
+    FROM raw_psi WHERE batch_id IN (SELECT batch_id FROM _staged_batches)
+    ORDER BY page_id, utc_trunc('hour', measured_at), strategy, batch_id DESC, position DESC
+    """).format(into=into, values=_psi_values()),
+        ),
+        Statement(
+            "_staged_psi_insert_batch(p_batch bigint)",
+            "The fast path: every raw row of a batch whose keys are all new, in key order as\n"
+            "one bigint (page, hour, strategy), which the sort compares in one step.",
+            sql.SQL("""{into}
+    SELECT utc_trunc('hour', measured_at), page_id, strategy, measured_at, {values},
+           batch_id, position
+    FROM raw_psi WHERE batch_id = p_batch
+    ORDER BY (page_id::bigint << 32)
+             + (floor(date_part('epoch', measured_at) / 3600)::bigint << 1)
+             + (strategy = 'mobile')::integer""").format(into=into, values=_psi_values()),
+        ),
+        Statement(
+            "_staged_psi_dedup(p_batch bigint, OUT rows_in bigint, OUT rows_out bigint)",
+            "The general path: the batch's last record per key, written where it is newer\n"
+            "than what staged holds (batch, then position); the changed (page, day) keys\n"
+            "marked dirty for the page stage with their hours.",
+            sql.SQL("""WITH src AS MATERIALIZED (
+        SELECT DISTINCT ON (page_id, utc_trunc('hour', measured_at), strategy)
+               utc_trunc('hour', measured_at) AS hour, *
+        FROM raw_psi WHERE batch_id = p_batch
+        ORDER BY page_id, utc_trunc('hour', measured_at), strategy, position DESC
+    ), upd AS (
+        UPDATE staged_psi AS s SET
+            measured_at = src.measured_at, {update},
+            batch_id = src.batch_id, position = src.position
+        FROM src
+        WHERE s.page_id = src.page_id AND s.hour = src.hour AND s.strategy = src.strategy
+          AND (s.batch_id, s.position) < (src.batch_id, src.position)
+        RETURNING s.page_id, s.hour
+    ), ins AS (
+        {into}
+        SELECT hour, page_id, strategy, measured_at, {values}, batch_id, position
+        FROM src
+        WHERE NOT EXISTS (SELECT FROM staged_psi s
+                          WHERE s.page_id = src.page_id AND s.hour = src.hour
+                            AND s.strategy = src.strategy)
+        RETURNING page_id, hour
+    ), changed AS (
+        SELECT page_id, hour FROM upd UNION ALL SELECT page_id, hour FROM ins
+    ), mark AS (
+        INSERT INTO pipeline_dirty AS d (stage, period_start, page_id, hours)
+        SELECT 'page', utc_trunc('day', hour), page_id, bit_or(hour_bit(hour))
+        FROM changed GROUP BY 2, 3 ORDER BY 2, 3
+        ON CONFLICT (stage, period_start, page_id) DO UPDATE SET hours = d.hours | EXCLUDED.hours
+        WHERE d.hours <> d.hours | EXCLUDED.hours
+    )
+    SELECT (SELECT count(*) FROM src), (SELECT count(*) FROM changed) INTO rows_in, rows_out
+    """).format(
+                update=_list(
+                    sql.SQL("{0} = src.{0}").format(_q(n))
+                    for n in ("performance_score", *catalog.VITAL_NAMES)
+                ),
+                into=into,
+                values=_psi_values(),
+            ),
+        ),
+    ]
 
 
 # ------------------------------------------------------------ the page stage
@@ -492,12 +623,78 @@ def _site_daily_statements() -> list[Statement]:
     ]
 
 
-def statements() -> tuple[Statement, ...]:
-    """Every generated stage statement."""
+def _dispatches() -> list[Dispatch]:
+    window = "p_from timestamptz, p_to timestamptz"
+
+    def call(function: str, args: str = "p_from, p_to") -> sql.Composed:
+        return sql.SQL("{}({})").format(sql.Identifier(function), sql.SQL(args))
+
+    def per_rollup(kind: str) -> tuple[tuple[str, sql.Composable], ...]:
+        return tuple((stage, call(f"_{stage}_{kind}")) for stage in ROLLUPS)
+
+    return [
+        Dispatch(
+            f"_rollup_filled(p_stage text, {window})",
+            "Whether the roll-up stage's table holds a row in [p_from, p_to).",
+            "boolean",
+            tuple(
+                (
+                    stage,
+                    sql.SQL(
+                        "EXISTS (SELECT FROM {} "
+                        "WHERE period_start >= p_from AND period_start < p_to)"
+                    ).format(_q(target)),
+                )
+                for stage, (_, target, _, _) in ROLLUPS.items()
+            ),
+        ),
+        Dispatch(
+            f"_rollup_upsert(p_stage text, {window})",
+            "_<stage>_upsert.",
+            "bigint",
+            per_rollup("upsert"),
+        ),
+        Dispatch(
+            f"_rollup_first_load(p_stage text, {window})",
+            "_<stage>_first_load.",
+            "bigint",
+            per_rollup("first_load"),
+        ),
+        Dispatch(
+            f"_rollup_first_load_keys(p_stage text, {window})",
+            "_<stage>_first_load_keys.",
+            "bigint",
+            per_rollup("first_load_keys"),
+        ),
+        Dispatch(
+            "_rollup_add_deltas(p_stage text)",
+            "_deltas added to the roll-up stage's table.",
+            "bigint",
+            tuple(
+                (stage, call(f"_{target}_add_deltas", ""))
+                for stage, (_, target, _, _) in ROLLUPS.items()
+            ),
+        ),
+        Dispatch(
+            f"_stage_take_deltas(p_stage text, {window}, p_hours integer)",
+            "The stage's deltas taken into _deltas.",
+            "bigint",
+            tuple(
+                (stage, call(f"_{stage}_take_deltas", "p_from, p_to, p_hours"))
+                for stage in ("interval", *ROLLUPS)
+            ),
+        ),
+    ]
+
+
+def statements() -> tuple[Statement | Dispatch, ...]:
+    """Every generated stage statement, and the dispatches among them by stage."""
     return (
+        *_staged_statements(),
         *_page_statements(),
         *_interval_statements(),
         *(s for stage in ROLLUPS for s in _rollup_statements(stage)),
         *_delta_statements(),
         *_site_daily_statements(),
+        *_dispatches(),
     )

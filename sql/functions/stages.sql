@@ -154,13 +154,7 @@ BEGIN
            hour, page_id, users, sessions, views, bounces, engagement_seconds, batch_id, position
     FROM raw_ga WHERE batch_id IN (SELECT batch_id FROM _staged_batches)
     ORDER BY page_id, hour, batch_id DESC, position DESC;
-    INSERT INTO staged_psi (hour, page_id, strategy, measured_at, performance_score,
-                            lcp_ms, fcp_ms, inp_ms, ttfb_ms, cls, batch_id, position)
-    SELECT DISTINCT ON (page_id, utc_trunc('hour', measured_at), strategy)
-           utc_trunc('hour', measured_at), page_id, strategy, measured_at, performance_score,
-           lcp_ms, fcp_ms, inp_ms, ttfb_ms, cls, batch_id, position
-    FROM raw_psi WHERE batch_id IN (SELECT batch_id FROM _staged_batches)
-    ORDER BY page_id, utc_trunc('hour', measured_at), strategy, batch_id DESC, position DESC;
+    PERFORM _staged_psi_rebuild();  -- pipeline/stage_sql.py
     INSERT INTO staged_marker DEFAULT VALUES;
     RETURN true;
 END
@@ -269,17 +263,10 @@ BEGIN
                batch_id, position
         FROM raw_ga WHERE batch_id = p_batch
         ORDER BY (page_id::bigint << 32) + floor(date_part('epoch', hour) / 3600)::bigint;
+        GET DIAGNOSTICS v_rows = ROW_COUNT;
     ELSE
-        INSERT INTO staged_psi (hour, page_id, strategy, measured_at, performance_score,
-                                lcp_ms, fcp_ms, inp_ms, ttfb_ms, cls, batch_id, position)
-        SELECT utc_trunc('hour', measured_at), page_id, strategy, measured_at,
-               performance_score, lcp_ms, fcp_ms, inp_ms, ttfb_ms, cls, batch_id, position
-        FROM raw_psi WHERE batch_id = p_batch
-        ORDER BY (page_id::bigint << 32)
-                 + (floor(date_part('epoch', measured_at) / 3600)::bigint << 1)
-                 + (strategy = 'mobile')::integer;
+        v_rows := _staged_psi_insert_batch(p_batch);  -- pipeline/stage_sql.py
     END IF;
-    GET DIAGNOSTICS v_rows = ROW_COUNT;
     IF v_empty THEN
         -- Enough memory to sort the keys of a large first load in one pass
         -- (13M rows: about 0.8 GB; the server's default is 64 MB, which spills).
@@ -354,41 +341,8 @@ BEGIN
         )
         SELECT (SELECT count(*) FROM src), (SELECT count(*) FROM changed) INTO rows_in, rows_out;
     ELSE
-        WITH src AS MATERIALIZED (
-            SELECT DISTINCT ON (page_id, utc_trunc('hour', measured_at), strategy)
-                   utc_trunc('hour', measured_at) AS hour, *
-            FROM raw_psi WHERE batch_id = p_batch
-            ORDER BY page_id, utc_trunc('hour', measured_at), strategy, position DESC
-        ), upd AS (
-            UPDATE staged_psi AS s SET
-                measured_at = src.measured_at, performance_score = src.performance_score,
-                lcp_ms = src.lcp_ms, fcp_ms = src.fcp_ms, inp_ms = src.inp_ms,
-                ttfb_ms = src.ttfb_ms, cls = src.cls,
-                batch_id = src.batch_id, position = src.position
-            FROM src
-            WHERE s.page_id = src.page_id AND s.hour = src.hour AND s.strategy = src.strategy
-              AND (s.batch_id, s.position) < (src.batch_id, src.position)
-            RETURNING s.page_id, s.hour
-        ), ins AS (
-            INSERT INTO staged_psi (hour, page_id, strategy, measured_at, performance_score,
-                                    lcp_ms, fcp_ms, inp_ms, ttfb_ms, cls, batch_id, position)
-            SELECT hour, page_id, strategy, measured_at, performance_score, lcp_ms, fcp_ms,
-                   inp_ms, ttfb_ms, cls, batch_id, position
-            FROM src
-            WHERE NOT EXISTS (SELECT FROM staged_psi s
-                              WHERE s.page_id = src.page_id AND s.hour = src.hour
-                                AND s.strategy = src.strategy)
-            RETURNING page_id, hour
-        ), changed AS (
-            SELECT page_id, hour FROM upd UNION ALL SELECT page_id, hour FROM ins
-        ), mark AS (
-            INSERT INTO pipeline_dirty AS d (stage, period_start, page_id, hours)
-            SELECT 'page', utc_trunc('day', hour), page_id, bit_or(hour_bit(hour))
-            FROM changed GROUP BY 2, 3 ORDER BY 2, 3
-            ON CONFLICT (stage, period_start, page_id) DO UPDATE SET hours = d.hours | EXCLUDED.hours
-            WHERE d.hours <> d.hours | EXCLUDED.hours
-        )
-        SELECT (SELECT count(*) FROM src), (SELECT count(*) FROM changed) INTO rows_in, rows_out;
+        SELECT d.rows_in, d.rows_out INTO rows_in, rows_out
+        FROM _staged_psi_dedup(p_batch) d;  -- pipeline/stage_sql.py
     END IF;
 END
 $fn$;
@@ -559,12 +513,7 @@ BEGIN
                    WHERE stage = p_stage AND period_start >= p_from AND period_start < p_to) THEN
         RETURN 0;  -- a first load: no statement of 50 aggregates to plan for nothing
     END IF;
-    CASE p_stage
-        WHEN 'interval' THEN RETURN _interval_take_deltas(p_from, p_to, p_hours);
-        WHEN 'daily' THEN RETURN _daily_take_deltas(p_from, p_to, p_hours);
-        WHEN 'monthly' THEN RETURN _monthly_take_deltas(p_from, p_to, p_hours);
-        WHEN 'yearly' THEN RETURN _yearly_take_deltas(p_from, p_to, p_hours);
-    END CASE;
+    RETURN _stage_take_deltas(p_stage, p_from, p_to, p_hours);
 END
 $fn$;
 
@@ -640,8 +589,8 @@ $fn$;
 -- next stage's (page, coarser period) dirty; then the stage's deltas outside
 -- those keys, added to its rows and handed on per coarser period. The
 -- statements per stage (source, target, period, how histograms combine) are
--- generated from the catalog: _<stage>_upsert, _<stage>_first_load,
--- _<stage>_first_load_keys, _agg_<period>_add_deltas.
+-- generated from the catalog (_<stage>_upsert, _<stage>_first_load, ...), and
+-- so is the choice among them by the stage's name (_rollup_upsert, ...).
 CREATE OR REPLACE FUNCTION _stage_rollup(
     p_stage text, p_from timestamptz, p_to timestamptz,
     OUT rows_in bigint, OUT rows_out bigint
@@ -649,7 +598,6 @@ CREATE OR REPLACE FUNCTION _stage_rollup(
 LANGUAGE plpgsql SET jit = off SET work_mem = '128MB' AS $fn$
 DECLARE
     v_stage record;       -- the stage's row of the catalog
-    v_filled boolean;
     v_deltas bigint;
 BEGIN
     SELECT * INTO v_stage FROM catalog_stages() WHERE name = p_stage
@@ -673,35 +621,18 @@ BEGIN
     rows_out := 0;
 
     IF rows_in > 0 THEN
-        v_filled := CASE p_stage
-            WHEN 'daily' THEN EXISTS (SELECT FROM agg_daily
-                                      WHERE period_start >= p_from AND period_start < p_to)
-            WHEN 'monthly' THEN EXISTS (SELECT FROM agg_monthly
-                                        WHERE period_start >= p_from AND period_start < p_to)
-            WHEN 'yearly' THEN EXISTS (SELECT FROM agg_yearly
-                                       WHERE period_start >= p_from AND period_start < p_to)
-        END;
-        IF v_filled THEN
-            rows_out := CASE p_stage
-                WHEN 'daily' THEN _daily_upsert(p_from, p_to)
-                WHEN 'monthly' THEN _monthly_upsert(p_from, p_to)
-                WHEN 'yearly' THEN _yearly_upsert(p_from, p_to) END;
+        IF _rollup_filled(p_stage, p_from, p_to) THEN
+            rows_out := _rollup_upsert(p_stage, p_from, p_to);
             DELETE FROM _deltas d USING _rollup_keys k
             WHERE d.page_id = k.page_id AND d.period_start = k.period;
         ELSE
-            rows_out := CASE p_stage
-                WHEN 'daily' THEN _daily_first_load(p_from, p_to)
-                WHEN 'monthly' THEN _monthly_first_load(p_from, p_to)
-                WHEN 'yearly' THEN _yearly_first_load(p_from, p_to) END;
+            rows_out := _rollup_first_load(p_stage, p_from, p_to);
             -- A first load reads the whole window of each page of its keys, so the
             -- periods it wrote are its keys, and that page's deltas are in them:
             -- with the periods only deltas brought (a page's later hours staged
             -- before this stage first ran), the site-days and the next stage's
             -- keys below cover every row written.
-            PERFORM CASE p_stage
-                WHEN 'daily' THEN _daily_first_load_keys(p_from, p_to)
-                WHEN 'monthly' THEN _monthly_first_load_keys(p_from, p_to)
-                WHEN 'yearly' THEN _yearly_first_load_keys(p_from, p_to) END;
+            PERFORM _rollup_first_load_keys(p_stage, p_from, p_to);
             DELETE FROM _deltas WHERE page_id IN (SELECT page_id FROM _rollup_keys);
         END IF;
 
@@ -715,10 +646,7 @@ BEGIN
     END IF;
     IF v_deltas > 0 THEN
         rows_in := rows_in + v_deltas;
-        rows_out := rows_out + CASE p_stage
-            WHEN 'daily' THEN _agg_daily_add_deltas()
-            WHEN 'monthly' THEN _agg_monthly_add_deltas()
-            WHEN 'yearly' THEN _agg_yearly_add_deltas() END;
+        rows_out := rows_out + _rollup_add_deltas(p_stage);
         IF v_stage.next IS NOT NULL THEN
             PERFORM _hand_on_deltas(v_stage.next, v_stage.next_period);
         END IF;

@@ -23,14 +23,7 @@ NOT EXISTS (SELECT FROM pipeline_delta
                    WHERE stage = p_stage AND period_start >= p_from AND period_start < p_to);
 
 -- ---- statement 4
-v_filled := CASE p_stage
-            WHEN 'daily' THEN EXISTS (SELECT FROM agg_daily
-                                      WHERE period_start >= p_from AND period_start < p_to)
-            WHEN 'monthly' THEN EXISTS (SELECT FROM agg_monthly
-                                        WHERE period_start >= p_from AND period_start < p_to)
-            WHEN 'yearly' THEN EXISTS (SELECT FROM agg_yearly
-                                       WHERE period_start >= p_from AND period_start < p_to)
-        END;
+EXISTS (SELECT FROM "agg_daily" WHERE period_start >= p_from AND period_start < p_to);
 
 -- ---- statement 5
 INSERT INTO "agg_daily" AS t (period_start, page_id, site_id, "traffic_hours", "users", "sessions", "views", "bounces", "engagement_seconds", "mobile_samples", "mobile_score_sum", "mobile_lcp_ms_n", "mobile_lcp_ms_good", "mobile_lcp_ms_poor", "mobile_lcp_ms_hist", "mobile_fcp_ms_n", "mobile_fcp_ms_good", "mobile_fcp_ms_poor", "mobile_fcp_ms_hist", "mobile_inp_ms_n", "mobile_inp_ms_good", "mobile_inp_ms_poor", "mobile_inp_ms_hist", "mobile_ttfb_ms_n", "mobile_ttfb_ms_good", "mobile_ttfb_ms_poor", "mobile_ttfb_ms_hist", "mobile_cls_n", "mobile_cls_good", "mobile_cls_poor", "mobile_cls_hist", "desktop_samples", "desktop_score_sum", "desktop_lcp_ms_n", "desktop_lcp_ms_good", "desktop_lcp_ms_poor", "desktop_lcp_ms_hist", "desktop_fcp_ms_n", "desktop_fcp_ms_good", "desktop_fcp_ms_poor", "desktop_fcp_ms_hist", "desktop_inp_ms_n", "desktop_inp_ms_good", "desktop_inp_ms_poor", "desktop_inp_ms_hist", "desktop_ttfb_ms_n", "desktop_ttfb_ms_good", "desktop_ttfb_ms_poor", "desktop_ttfb_ms_hist", "desktop_cls_n", "desktop_cls_good", "desktop_cls_poor", "desktop_cls_hist")

@@ -23,14 +23,7 @@ NOT EXISTS (SELECT FROM pipeline_delta
                    WHERE stage = p_stage AND period_start >= p_from AND period_start < p_to);
 
 -- ---- statement 4
-v_filled := CASE p_stage
-            WHEN 'daily' THEN EXISTS (SELECT FROM agg_daily
-                                      WHERE period_start >= p_from AND period_start < p_to)
-            WHEN 'monthly' THEN EXISTS (SELECT FROM agg_monthly
-                                        WHERE period_start >= p_from AND period_start < p_to)
-            WHEN 'yearly' THEN EXISTS (SELECT FROM agg_yearly
-                                       WHERE period_start >= p_from AND period_start < p_to)
-        END;
+EXISTS (SELECT FROM "agg_monthly" WHERE period_start >= p_from AND period_start < p_to);
 
 -- ---- statement 5 (executed 80 times in a row)
     SELECT array_agg((b << 32) + c ORDER BY b)
@@ -55,10 +48,7 @@ INSERT INTO _rollup_keys SELECT DISTINCT t.page_id, t.period_start FROM "agg_mon
                       WHERE k.page_id = t.page_id AND k.period = t.period_start);
 
 -- ---- statement 8
-SELECT CASE p_stage
-                WHEN 'daily' THEN _daily_first_load_keys(p_from, p_to)
-                WHEN 'monthly' THEN _monthly_first_load_keys(p_from, p_to)
-                WHEN 'yearly' THEN _yearly_first_load_keys(p_from, p_to) END;
+SELECT _rollup_first_load_keys(p_stage, p_from, p_to);
 
 -- ---- statement 9
 DELETE FROM _deltas WHERE page_id IN (SELECT page_id FROM _rollup_keys);

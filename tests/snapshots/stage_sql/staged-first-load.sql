@@ -67,14 +67,13 @@ v_overlap := EXISTS (SELECT FROM page p WHERE EXISTS (
 v_empty := NOT EXISTS (SELECT FROM staged_psi);
 
 -- ---- statement 6
-INSERT INTO staged_psi (hour, page_id, strategy, measured_at, performance_score,
-                                lcp_ms, fcp_ms, inp_ms, ttfb_ms, cls, batch_id, position)
-        SELECT utc_trunc('hour', measured_at), page_id, strategy, measured_at,
-               performance_score, lcp_ms, fcp_ms, inp_ms, ttfb_ms, cls, batch_id, position
-        FROM raw_psi WHERE batch_id = p_batch
-        ORDER BY (page_id::bigint << 32)
-                 + (floor(date_part('epoch', measured_at) / 3600)::bigint << 1)
-                 + (strategy = 'mobile')::integer;
+INSERT INTO staged_psi (hour, page_id, strategy, measured_at, "performance_score", "lcp_ms", "fcp_ms", "inp_ms", "ttfb_ms", "cls", batch_id, position)
+    SELECT utc_trunc('hour', measured_at), page_id, strategy, measured_at, "performance_score", "lcp_ms", "fcp_ms", "inp_ms", "ttfb_ms", "cls",
+           batch_id, position
+    FROM raw_psi WHERE batch_id = p_batch
+    ORDER BY (page_id::bigint << 32)
+             + (floor(date_part('epoch', measured_at) / 3600)::bigint << 1)
+             + (strategy = 'mobile')::integer;
 
 -- ---- statement 7
 SELECT set_config('maintenance_work_mem', '1GB', true);

@@ -23,14 +23,7 @@ NOT EXISTS (SELECT FROM pipeline_delta
                    WHERE stage = p_stage AND period_start >= p_from AND period_start < p_to);
 
 -- ---- statement 4
-v_filled := CASE p_stage
-            WHEN 'daily' THEN EXISTS (SELECT FROM agg_daily
-                                      WHERE period_start >= p_from AND period_start < p_to)
-            WHEN 'monthly' THEN EXISTS (SELECT FROM agg_monthly
-                                        WHERE period_start >= p_from AND period_start < p_to)
-            WHEN 'yearly' THEN EXISTS (SELECT FROM agg_yearly
-                                       WHERE period_start >= p_from AND period_start < p_to)
-        END;
+EXISTS (SELECT FROM "agg_yearly" WHERE period_start >= p_from AND period_start < p_to);
 
 -- ---- statement 5 (executed 80 times in a row)
     SELECT array_agg((b << 32) + c ORDER BY b)
