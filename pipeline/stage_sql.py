@@ -1,4 +1,4 @@
-"""The statements of the page, interval, daily, monthly and yearly stages, as plain SQL.
+"""The stage statements that list the catalog's columns, as plain SQL.
 
 Each statement whose column lists come from the catalog (``pipeline/catalog.py``:
 the measures, strategies and vitals) is composed here once, with ``psycopg.sql``,
@@ -9,7 +9,10 @@ call them; no stage assembles SQL text while it runs. ``\\sf _interval_upsert``
 in psql shows the statement a stage runs, and ``tests/test_stage_sql.py``
 snapshots every statement each stage executes.
 
-Every function returns the statement's row count, plans with the values of its
+The staged stage's PSI statements, the page stage's, and the interval and roll-up
+stages' (upserts, first loads, deltas, site-days) are here, and the choice among a
+roll-up's statements by the stage's name (``_rollup_upsert`` and the like). Every
+statement function returns the statement's row count, plans with the values of its
 call (``plan_cache_mode = force_custom_plan``: a window's bounds decide between
 an index range scan and a whole read), and reads the temporary tables the
 calling stage fills (``_stage_keys``, ``_stage_ranges``, ``_rollup_keys``,
@@ -23,8 +26,6 @@ from dataclasses import dataclass
 from psycopg import sql
 
 from . import catalog
-
-FULL_DAY = 16777215  # a dirty key's hour mask with all 24 hours set
 
 
 @dataclass(frozen=True)
@@ -123,6 +124,15 @@ def _measures() -> tuple[catalog.Measure, ...]:
     return catalog.aggregate_measures()
 
 
+# Read from catalog.VITALS when called, as aggregate_measures() does.
+def _vital_names() -> tuple[str, ...]:
+    return tuple(v.name for v in catalog.VITALS)
+
+
+def _vital(name: str) -> catalog.Vital:
+    return next(v for v in catalog.VITALS if v.name == name)
+
+
 def _columns(prefix: str | None = None) -> sql.Composed:
     """The aggregate columns after the keys, in table order (``prefix.`` each)."""
     return _list(_q(prefix, m.name) if prefix else _q(m.name) for m in _measures())
@@ -181,10 +191,10 @@ def measure_select(signed: bool) -> sql.Composed:
                 sql.SQL("a.sign * " if signed else ""), src
             )
         elif m.vital is not None and m.name.endswith("_good"):
-            good_max, _ = catalog.THRESHOLDS[m.vital]
+            good_max = _vital(m.vital).good_max
             expr = _count(signed, sql.SQL("{} <= {}").format(src, _number(good_max)))
         elif m.vital is not None and m.name.endswith("_poor"):
-            _, poor_min = catalog.THRESHOLDS[m.vital]
+            poor_min = _vital(m.vital).poor_min
             expr = _count(signed, sql.SQL("{} > {}").format(src, _number(poor_min)))
         else:
             expr = _count(signed, sql.SQL("{} IS NOT NULL").format(src), src)
@@ -225,7 +235,7 @@ def _delta_update() -> sql.Composed:
 
 def _psi_values(prefix: str | None = None) -> sql.Composed:
     """A PSI record's measured values: the performance score, then each vital."""
-    names = ("performance_score", *catalog.VITAL_NAMES)
+    names = ("performance_score", *_vital_names())
     return _list(_q(prefix, n) if prefix else _q(n) for n in names)
 
 
@@ -298,7 +308,7 @@ def _staged_statements() -> list[Statement]:
     """).format(
                 update=_list(
                     sql.SQL("{0} = src.{0}").format(_q(n))
-                    for n in ("performance_score", *catalog.VITAL_NAMES)
+                    for n in ("performance_score", *_vital_names())
                 ),
                 into=into,
                 values=_psi_values(),
@@ -315,7 +325,7 @@ def _psi_pivot() -> sql.Composed:
     items = []
     for strategy in catalog.STRATEGIES:
         pairs = [("performance_score", f"{strategy}_{catalog.SCORE}")]
-        pairs += [(v, f"{strategy}_{v}") for v in catalog.VITAL_NAMES]
+        pairs += [(v, f"{strategy}_{v}") for v in _vital_names()]
         items += [
             sql.SQL("max({}) FILTER (WHERE p.strategy = {}) AS {}").format(
                 _q("p", column), sql.Literal(strategy), _q(alias)
