@@ -101,11 +101,14 @@ def test_a_worker_configured_with_another_interval_length_refuses_to_start(
     built_with = stored_length()
     configured = other_length(built_with)
     log = tmp_path / "worker.log"
-    worker = start_worker({**test_database_env, "METRIFLOW_INTERVAL_HOURS": str(configured)}, log)
-    try:
-        status = worker.wait(timeout=120)
-    finally:
-        stop(worker)
+    # A vhost of its own: were the refusal to fail, the worker would declare its queues.
+    with fresh_vhost() as url:
+        worker = start_worker({**test_database_env, "CELERY_BROKER_URL": url,
+                               "METRIFLOW_INTERVAL_HOURS": str(configured)}, log)  # fmt: skip
+        try:
+            status = worker.wait(timeout=120)
+        finally:
+            stop(worker)
     output = log.read_text()
     assert status != 0, output
     assert "the Celery worker refuses to start" in output
