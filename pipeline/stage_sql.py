@@ -9,7 +9,7 @@ call them; no stage assembles SQL text while it runs. ``\\sf _interval_upsert``
 in psql shows the statement a stage runs, and ``tests/test_stage_sql.py``
 snapshots every statement each stage executes.
 
-The staged stage's PSI statements, the page stage's, and the interval and roll-up
+The staged stage's statements per source, the page stage's, and the interval and roll-up
 stages' (upserts, first loads, deltas, site-days) are here, and the choice among a
 roll-up's statements by the stage's name (``_rollup_upsert`` and the like). Every
 statement function returns the statement's row count, plans with the values of its
@@ -233,85 +233,120 @@ def _delta_update() -> sql.Composed:
 # ------------------------------------------------------------ the staged stage
 
 
-def _psi_values(prefix: str | None = None) -> sql.Composed:
-    """A PSI record's measured values: the performance score, then each vital."""
-    names = ("performance_score", *_vital_names())
-    return _list(_q(prefix, n) if prefix else _q(n) for n in names)
+@dataclass(frozen=True)
+class _Source:
+    """How the staged stage keys and orders one source's records."""
+
+    name: str  # ga, psi
+    hour: str  # the record's UTC hour, over the raw table's columns
+    time: str  # the raw column the hour comes from
+    keys: tuple[str, ...]  # the natural key after page and hour
+    carried: tuple[str, ...]  # columns kept as they are besides the values
+    values: tuple[str, ...]  # the measured values
+    order: str  # the key order as one bigint, which a sort compares in one step
 
 
-def _staged_statements() -> list[Statement]:
-    """The staged stage's PSI statements (GA's columns are fixed: in stages.sql)."""
-    into = sql.SQL(
-        "INSERT INTO staged_psi (hour, page_id, strategy, measured_at, {}, batch_id, position)"
-    ).format(_psi_values())
+def _sources() -> tuple[_Source, ...]:
+    return (
+        _Source("ga", "hour", "hour", (), (), catalog.TRAFFIC_NAMES,
+                "(page_id::bigint << 32) + floor(date_part('epoch', hour) / 3600)::bigint"),
+        _Source("psi", "utc_trunc('hour', measured_at)", "measured_at", ("strategy",),
+                ("measured_at",), ("performance_score", *_vital_names()),
+                "(page_id::bigint << 32)"
+                " + (floor(date_part('epoch', measured_at) / 3600)::bigint << 1)"
+                " + (strategy = 'mobile')::integer"),
+    )  # fmt: skip
+
+
+def _staged_statements(source: _Source) -> list[Statement]:
+    """The staged stage's statements for one source."""
+    staged, raw = f"staged_{source.name}", f"raw_{source.name}"
+    hour = sql.SQL(source.hour)
+    kept = (*source.keys, *source.carried, *source.values, "batch_id", "position")
+    columns = _list(_q(c) for c in ("hour", "page_id", *kept))
+    selected = _list([hour, _q("page_id"), *(_q(c) for c in kept)])
+    natural = _list([_q("page_id"), hour, *(_q(k) for k in source.keys)])
+    same_key = sql.SQL(" AND ").join(
+        sql.SQL("s.{0} = src.{0}").format(_q(c)) for c in ("page_id", "hour", *source.keys)
+    )
+    into = sql.SQL("INSERT INTO {} ({})").format(_q(staged), columns)
+    # The page stage's dirty marks: each changed (page, day) with its hours in the mask.
+    mark = sql.SQL("""INSERT INTO pipeline_dirty AS d (stage, period_start, page_id, hours)
+    SELECT 'page', utc_trunc('day', {t}), page_id, bit_or(hour_bit({t}))
+    FROM {rows} GROUP BY 2, 3 ORDER BY 2, 3
+    ON CONFLICT (stage, period_start, page_id) DO UPDATE SET hours = d.hours | EXCLUDED.hours
+    WHERE d.hours <> d.hours | EXCLUDED.hours""")
     return [
         Statement(
-            "_staged_psi_rebuild()",
-            "staged_psi rebuilt from raw after a crash emptied it (staged_ensure): the last\n"
+            f"_{staged}_rebuild()",
+            f"{staged} rebuilt from raw after a crash emptied it (staged_ensure): the last\n"
             "record per natural key of the batches in _staged_batches.",
             sql.SQL("""{into}
-    SELECT DISTINCT ON (page_id, utc_trunc('hour', measured_at), strategy)
-           utc_trunc('hour', measured_at), page_id, strategy, measured_at, {values},
-           batch_id, position
-    FROM raw_psi WHERE batch_id IN (SELECT batch_id FROM _staged_batches)
-    ORDER BY page_id, utc_trunc('hour', measured_at), strategy, batch_id DESC, position DESC
-    """).format(into=into, values=_psi_values()),
+    SELECT DISTINCT ON ({natural}) {selected}
+    FROM {raw} WHERE batch_id IN (SELECT batch_id FROM _staged_batches)
+    ORDER BY {natural}, batch_id DESC, position DESC""").format(
+                into=into, natural=natural, selected=selected, raw=_q(raw)
+            ),
         ),
         Statement(
-            "_staged_psi_insert_batch(p_batch bigint)",
-            "The fast path: every raw row of a batch whose keys are all new, in key order as\n"
-            "one bigint (page, hour, strategy), which the sort compares in one step.",
+            f"_{staged}_insert_batch(p_batch bigint)",
+            "The fast path: every raw row of a batch whose keys are all new, in key order\n"
+            "as one bigint, which the sort compares in one step (13M PSI rows: 14.1 -> 7.7 s).",
             sql.SQL("""{into}
-    SELECT utc_trunc('hour', measured_at), page_id, strategy, measured_at, {values},
-           batch_id, position
-    FROM raw_psi WHERE batch_id = p_batch
-    ORDER BY (page_id::bigint << 32)
-             + (floor(date_part('epoch', measured_at) / 3600)::bigint << 1)
-             + (strategy = 'mobile')::integer""").format(into=into, values=_psi_values()),
+    SELECT {selected}
+    FROM {raw} WHERE batch_id = p_batch
+    ORDER BY {order}""").format(
+                into=into, selected=selected, raw=_q(raw), order=sql.SQL(source.order)
+            ),
         ),
         Statement(
-            "_staged_psi_dedup(p_batch bigint, OUT rows_in bigint, OUT rows_out bigint)",
+            f"_{staged}_mark_batch(p_batch bigint)",
+            "The fast path's dirty marks: every (page, day) of the batch's records.",
+            mark.format(
+                t=_q(source.time), rows=sql.SQL("{} WHERE batch_id = p_batch").format(_q(raw))
+            ),
+        ),
+        Statement(
+            f"_{staged}_dedup(p_batch bigint, OUT rows_in bigint, OUT rows_out bigint)",
             "The general path: the batch's last record per key, written where it is newer\n"
             "than what staged holds (batch, then position); the changed (page, day) keys\n"
             "marked dirty for the page stage with their hours.",
             sql.SQL("""WITH src AS MATERIALIZED (
-        SELECT DISTINCT ON (page_id, utc_trunc('hour', measured_at), strategy)
-               utc_trunc('hour', measured_at) AS hour, *
-        FROM raw_psi WHERE batch_id = p_batch
-        ORDER BY page_id, utc_trunc('hour', measured_at), strategy, position DESC
+        SELECT DISTINCT ON ({natural}) {src}
+        FROM {raw} WHERE batch_id = p_batch
+        ORDER BY {natural}, position DESC
     ), upd AS (
-        UPDATE staged_psi AS s SET
-            measured_at = src.measured_at, {update},
-            batch_id = src.batch_id, position = src.position
+        UPDATE {staged} AS s SET {update}
         FROM src
-        WHERE s.page_id = src.page_id AND s.hour = src.hour AND s.strategy = src.strategy
+        WHERE {same_key}
           AND (s.batch_id, s.position) < (src.batch_id, src.position)
         RETURNING s.page_id, s.hour
     ), ins AS (
         {into}
-        SELECT hour, page_id, strategy, measured_at, {values}, batch_id, position
+        SELECT {columns}
         FROM src
-        WHERE NOT EXISTS (SELECT FROM staged_psi s
-                          WHERE s.page_id = src.page_id AND s.hour = src.hour
-                            AND s.strategy = src.strategy)
+        WHERE NOT EXISTS (SELECT FROM {staged} s WHERE {same_key})
         RETURNING page_id, hour
     ), changed AS (
         SELECT page_id, hour FROM upd UNION ALL SELECT page_id, hour FROM ins
     ), mark AS (
-        INSERT INTO pipeline_dirty AS d (stage, period_start, page_id, hours)
-        SELECT 'page', utc_trunc('day', hour), page_id, bit_or(hour_bit(hour))
-        FROM changed GROUP BY 2, 3 ORDER BY 2, 3
-        ON CONFLICT (stage, period_start, page_id) DO UPDATE SET hours = d.hours | EXCLUDED.hours
-        WHERE d.hours <> d.hours | EXCLUDED.hours
+        {mark}
     )
     SELECT (SELECT count(*) FROM src), (SELECT count(*) FROM changed) INTO rows_in, rows_out
     """).format(
+                natural=natural,
+                # GA's raw rows hold their hour; PSI's get it from measured_at.
+                src=sql.SQL("*" if source.hour == "hour" else f"{source.hour} AS hour, *"),
+                raw=_q(raw),
+                staged=_q(staged),
                 update=_list(
-                    sql.SQL("{0} = src.{0}").format(_q(n))
-                    for n in ("performance_score", *_vital_names())
+                    sql.SQL("{0} = src.{0}").format(_q(c))
+                    for c in (*source.carried, *source.values, "batch_id", "position")
                 ),
+                same_key=same_key,
                 into=into,
-                values=_psi_values(),
+                columns=columns,
+                mark=mark.format(t=_q("hour"), rows=sql.SQL("changed")),
             ),
         ),
     ]
@@ -700,7 +735,7 @@ def _dispatches() -> list[Dispatch]:
 def statements() -> tuple[Statement | Dispatch, ...]:
     """Every generated stage statement, and the dispatches among them by stage."""
     return (
-        *_staged_statements(),
+        *(s for source in _sources() for s in _staged_statements(source)),
         *_page_statements(),
         *_interval_statements(),
         *(s for stage in ROLLUPS for s in _rollup_statements(stage)),

@@ -148,13 +148,9 @@ BEGIN
     TRUNCATE staged_ga, staged_psi;
     CREATE TEMP TABLE _staged_batches ON COMMIT DROP AS
         SELECT batch_id FROM pipeline_ledger WHERE stage = 'staged' AND status = 'done';
-    INSERT INTO staged_ga (hour, page_id, users, sessions, views, bounces,
-                           engagement_seconds, batch_id, position)
-    SELECT DISTINCT ON (page_id, hour)
-           hour, page_id, users, sessions, views, bounces, engagement_seconds, batch_id, position
-    FROM raw_ga WHERE batch_id IN (SELECT batch_id FROM _staged_batches)
-    ORDER BY page_id, hour, batch_id DESC, position DESC;
-    PERFORM _staged_psi_rebuild();  -- pipeline/stage_sql.py
+    -- The statements of each source: pipeline/stage_sql.py.
+    PERFORM _staged_ga_rebuild();
+    PERFORM _staged_psi_rebuild();
     INSERT INTO staged_marker DEFAULT VALUES;
     RETURN true;
 END
@@ -212,17 +208,9 @@ CREATE OR REPLACE FUNCTION _mark_batch_page_dirty(p_source text, p_batch bigint)
 LANGUAGE plpgsql AS $fn$
 BEGIN
     IF p_source = 'ga' THEN
-        INSERT INTO pipeline_dirty AS d (stage, period_start, page_id, hours)
-        SELECT 'page', utc_trunc('day', hour), page_id, bit_or(hour_bit(hour))
-        FROM raw_ga WHERE batch_id = p_batch GROUP BY 2, 3 ORDER BY 2, 3
-        ON CONFLICT (stage, period_start, page_id) DO UPDATE SET hours = d.hours | EXCLUDED.hours
-        WHERE d.hours <> d.hours | EXCLUDED.hours;
+        PERFORM _staged_ga_mark_batch(p_batch);  -- pipeline/stage_sql.py
     ELSE
-        INSERT INTO pipeline_dirty AS d (stage, period_start, page_id, hours)
-        SELECT 'page', utc_trunc('day', measured_at), page_id, bit_or(hour_bit(measured_at))
-        FROM raw_psi WHERE batch_id = p_batch GROUP BY 2, 3 ORDER BY 2, 3
-        ON CONFLICT (stage, period_start, page_id) DO UPDATE SET hours = d.hours | EXCLUDED.hours
-        WHERE d.hours <> d.hours | EXCLUDED.hours;
+        PERFORM _staged_psi_mark_batch(p_batch);
     END IF;
 END
 $fn$;
@@ -253,19 +241,11 @@ BEGIN
             ALTER TABLE staged_psi DROP CONSTRAINT staged_psi_pkey;
         END IF;
     END IF;
-    -- Key order as one bigint: page, then hour (and strategy), which the sort
-    -- compares in one step; by the columns, nearly every comparison ties on
-    -- the page and goes on to the others (13M PSI rows: 14.1 -> 7.7 s).
+    -- In key order (pipeline/stage_sql.py).
     IF p_source = 'ga' THEN
-        INSERT INTO staged_ga (hour, page_id, users, sessions, views, bounces,
-                               engagement_seconds, batch_id, position)
-        SELECT hour, page_id, users, sessions, views, bounces, engagement_seconds,
-               batch_id, position
-        FROM raw_ga WHERE batch_id = p_batch
-        ORDER BY (page_id::bigint << 32) + floor(date_part('epoch', hour) / 3600)::bigint;
-        GET DIAGNOSTICS v_rows = ROW_COUNT;
+        v_rows := _staged_ga_insert_batch(p_batch);
     ELSE
-        v_rows := _staged_psi_insert_batch(p_batch);  -- pipeline/stage_sql.py
+        v_rows := _staged_psi_insert_batch(p_batch);
     END IF;
     IF v_empty THEN
         -- Enough memory to sort the keys of a large first load in one pass
@@ -307,42 +287,11 @@ BEGIN
             NULL;  -- the batch repeats a key: deduplicated below
         END;
     END IF;
+    -- The general path (pipeline/stage_sql.py).
     IF v_source = 'ga' THEN
-        WITH src AS MATERIALIZED (
-            SELECT DISTINCT ON (page_id, hour) *
-            FROM raw_ga WHERE batch_id = p_batch
-            ORDER BY page_id, hour, position DESC
-        ), upd AS (
-            UPDATE staged_ga AS s SET
-                users = src.users, sessions = src.sessions, views = src.views,
-                bounces = src.bounces, engagement_seconds = src.engagement_seconds,
-                batch_id = src.batch_id, position = src.position
-            FROM src
-            WHERE s.page_id = src.page_id AND s.hour = src.hour
-              AND (s.batch_id, s.position) < (src.batch_id, src.position)
-            RETURNING s.page_id, s.hour
-        ), ins AS (
-            INSERT INTO staged_ga (hour, page_id, users, sessions, views, bounces,
-                                   engagement_seconds, batch_id, position)
-            SELECT hour, page_id, users, sessions, views, bounces, engagement_seconds,
-                   batch_id, position
-            FROM src
-            WHERE NOT EXISTS (SELECT FROM staged_ga s
-                              WHERE s.page_id = src.page_id AND s.hour = src.hour)
-            RETURNING page_id, hour
-        ), changed AS (
-            SELECT page_id, hour FROM upd UNION ALL SELECT page_id, hour FROM ins
-        ), mark AS (
-            INSERT INTO pipeline_dirty AS d (stage, period_start, page_id, hours)
-            SELECT 'page', utc_trunc('day', hour), page_id, bit_or(hour_bit(hour))
-            FROM changed GROUP BY 2, 3 ORDER BY 2, 3
-            ON CONFLICT (stage, period_start, page_id) DO UPDATE SET hours = d.hours | EXCLUDED.hours
-            WHERE d.hours <> d.hours | EXCLUDED.hours
-        )
-        SELECT (SELECT count(*) FROM src), (SELECT count(*) FROM changed) INTO rows_in, rows_out;
+        SELECT d.rows_in, d.rows_out INTO rows_in, rows_out FROM _staged_ga_dedup(p_batch) d;
     ELSE
-        SELECT d.rows_in, d.rows_out INTO rows_in, rows_out
-        FROM _staged_psi_dedup(p_batch) d;  -- pipeline/stage_sql.py
+        SELECT d.rows_in, d.rows_out INTO rows_in, rows_out FROM _staged_psi_dedup(p_batch) d;
     END IF;
 END
 $fn$;
