@@ -40,6 +40,74 @@ def _generated_already(out: Path, options: list[str]) -> bool:
         return False
 
 
+class Writes:
+    """What one phase of the benchmark wrote to the database: WAL bytes since ``start``,
+    and per logged stage table (the catalog's, heap and primary key) the pages whose
+    LSN is newer than the phase's start, read with pageinspect from at most
+    ``SAMPLE`` pages evenly spread over the relation. Without pageinspect (it needs a
+    superuser to create it) only the WAL is printed."""
+
+    SAMPLE = 4096
+
+    def __init__(self, cursor) -> None:
+        self.cursor = cursor
+        cursor.execute("SELECT pg_current_wal_lsn()::text")
+        self.start = cursor.fetchone()[0]
+
+    @staticmethod
+    def relations(cursor) -> list[str]:
+        """The logged tables of the stages after staged, each with its primary key."""
+        from pipeline import catalog
+
+        tables = [t for stage in catalog.STAGES[2:] for t in stage.tables]
+        tables.append(catalog.SITE_DAILY_TABLE)
+        cursor.execute(
+            "SELECT c.relname, i.relname FROM pg_class c"
+            " LEFT JOIN pg_index x ON x.indrelid = c.oid AND x.indisprimary"
+            " LEFT JOIN pg_class i ON i.oid = x.indexrelid"
+            " WHERE c.relname = ANY(%s) AND c.relpersistence = 'p' AND c.relkind = 'r'"
+            " ORDER BY array_position(%s, c.relname::text)",
+            (tables, tables),
+        )
+        return [name for row in cursor.fetchall() for name in row if name]
+
+    def pages_written(self) -> list[tuple[str, float, int]] | None:
+        """(relation, share of its pages written since the start, pages) or None."""
+        from django.db import DatabaseError
+
+        try:
+            self.cursor.execute("CREATE EXTENSION IF NOT EXISTS pageinspect")
+        except DatabaseError:  # not a superuser, or the extension is not installed
+            return None
+        out = []
+        for name in self.relations(self.cursor):
+            self.cursor.execute(
+                "WITH n AS (SELECT pg_relation_size(%(r)s::regclass) / 8192 AS pages),"
+                " b AS (SELECT generate_series(0, n.pages - 1,"
+                "  greatest(1, n.pages / %(sample)s)) AS block FROM n)"
+                " SELECT count(*) FILTER (WHERE (page_header(get_raw_page(%(r)s, block::integer)))"
+                "  .lsn > %(start)s::pg_lsn), count(*), (SELECT pages FROM n) FROM b",
+                {"r": name, "sample": self.SAMPLE, "start": self.start},
+            )
+            written, sampled, pages = self.cursor.fetchone()
+            out.append((name, written / sampled if sampled else 0.0, pages))
+        return out
+
+    def summary(self) -> str:
+        self.cursor.execute(
+            "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), %s::pg_lsn)", (self.start,)
+        )
+        wal = float(self.cursor.fetchone()[0])
+        self.cursor.execute("SELECT pg_database_size(current_database())")
+        size = self.cursor.fetchone()[0]
+        text = f"  wrote {wal / 1e6:,.0f} MB of WAL (the database: {size / 1e6:,.0f} MB)"
+        pages = self.pages_written()
+        if pages is None:
+            return text + "; pages rewritten: needs pageinspect (a superuser)"
+        shares = ", ".join(f"{name} {share:.0%} of {n:,}" for name, share, n in pages)
+        return f"{text}; pages rewritten: {shares}"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pipeline.bench", description=__doc__)
     parser.add_argument("--records", type=int, default=1_000_000, help="per source")
@@ -108,6 +176,9 @@ def main(argv: list[str] | None = None) -> int:
             per_stage[stage][3] = time.perf_counter() - stage_started
         return per_stage, time.perf_counter() - started
 
+    from django.db import connection
+
+    meter = Writes(connection.cursor())
     ingest_seconds = ingest(["ga.json", "psi.json"])
     per_stage, drain_seconds = drain()
     full = ingest_seconds + drain_seconds
@@ -124,9 +195,11 @@ def main(argv: list[str] | None = None) -> int:
         rate = rows_out / seconds if seconds else 0
         print(f"{stage:<10}{windows:>9,}{rows_in:>12,}{rows_out:>12,}{seconds:>9.2f}{rate:>11,.0f}")
     print(f"whole chain, files to yearly: {full:.2f} s ({records / full:,.0f} records/s)")
+    print(meter.summary())
     compare_with_duckdb(data, full)
 
     def late_batch(label: str, names: list[str]) -> None:
+        meter = Writes(connection.cursor())
         late_ingest = ingest(names)
         late_stages, late_drain = drain()
         late = late_ingest + late_drain
@@ -137,6 +210,7 @@ def main(argv: list[str] | None = None) -> int:
             f"(ingest {late_ingest:.2f} s, stages {late_drain:.2f} s: {by_stage}; "
             f"{late_rows:,} rows rewritten)"
         )
+        print(meter.summary())
 
     late_batch(
         "late batch (1% of the records, spread over the whole range)",
