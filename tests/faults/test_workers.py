@@ -7,6 +7,7 @@ its own messages."""
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from contextlib import suppress
 
@@ -38,6 +39,17 @@ def assert_nothing_failed(conninfo: str, url: str) -> None:
     assert queue_depth(url, "dead_letter") in (0, None)
 
 
+def _steady(read):
+    """A condition for wait_for: ``read()``'s value once it is the same a second later."""
+
+    def condition():
+        first = read()
+        time.sleep(1)
+        return first if first and read() == first else None
+
+    return condition
+
+
 def test_a_worker_killed_mid_stage_twice_in_a_row_only_delays_the_result(
     dataset, test_db, shared_broker, spawn
 ):
@@ -50,15 +62,20 @@ def test_a_worker_killed_mid_stage_twice_in_a_row_only_delays_the_result(
         held_first = wait_for(lambda: waiting_stage_backends(conninfo, "daily"),
                               "the daily stage held in the first worker")  # fmt: skip
         first.kill()
-        # Its messages go back to the queue (unacknowledged), its backends end once
-        # they notice the lost client, and the next worker takes the same windows.
+        # Every daily backend now is the first worker's: held_first, and any window it
+        # began after that was read. Its messages go back to the queue
+        # (unacknowledged), its backends end once they notice the lost client
+        # (client_connection_check_interval, 2 s), and the next worker takes the
+        # same windows.
+        of_first = stage_backends(conninfo, "daily") | held_first
         second = spawn(env, "second")
         second.wait_ready()
+        wait_for(lambda: not stage_backends(conninfo, "daily") & of_first,
+                 "the first worker's backends ended", timeout=30)  # fmt: skip
         held_second = wait_for(
-            lambda: waiting_stage_backends(conninfo, "daily") - held_first,
+            lambda: waiting_stage_backends(conninfo, "daily") - of_first,
             "the daily stage held in the second worker",
         )
-        assert not stage_backends(conninfo, "daily") & held_first
         second.kill()
     wait_for(lambda: not stage_backends(conninfo, "daily") & held_second,
              "the second worker's backends ended")  # fmt: skip
@@ -85,11 +102,15 @@ def test_a_warm_shutdown_mid_stage_finishes_the_window_and_hands_it_on(
         worker = spawn(env, "warm")
         worker.wait_ready()
         ingest(dataset, env)
-        backends = wait_for(lambda: waiting_stage_backends(conninfo, "daily"),
-                            "the daily stage held")  # fmt: skip
+        wait_for(lambda: waiting_stage_backends(conninfo, "daily"), "the daily stage held")
         pool = worker.pool_pids()
         worker.warm_shutdown()
         wait_for(lambda: "Warm shutdown" in worker.log(), "the warm shutdown to begin")
+        # No task starts once the shutdown has begun. The daily windows held are
+        # read now, once two readings a second apart agree: a window begun just
+        # before may still be on its way to the lock.
+        backends = wait_for(_steady(lambda: waiting_stage_backends(conninfo, "daily")),
+                            "the held daily windows to stay the same")  # fmt: skip
         blocker.rollback()  # the held windows go on, in the worker shutting down
         assert worker.process.wait(timeout=120) == 0, worker.log_tail()
 
