@@ -56,10 +56,11 @@ class Writes:
 
     @staticmethod
     def relations(cursor) -> list[str]:
-        """The logged tables of the stages after staged, each with its primary key."""
+        """The catalog's logged stage tables, each with its primary key: raw's tables are
+        partitioned (relkind 'p') and staged's unlogged (no page LSNs), so neither counts."""
         from pipeline import catalog
 
-        tables = [t for stage in catalog.STAGES[2:] for t in stage.tables]
+        tables = [t for stage in catalog.STAGES for t in stage.tables]
         tables.append(catalog.SITE_DAILY_TABLE)
         cursor.execute(
             "SELECT c.relname, i.relname FROM pg_class c"
