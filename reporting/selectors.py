@@ -79,6 +79,22 @@ class Filters:
             q &= Q(page__path__startswith=self.path_prefix)
         return q
 
+    def hour_q(self) -> Q:
+        """q() for page_hour, whose one index is its (page, hour) key: the rows are
+        found through the pages, their ids given as a list (``page_id = ANY(...)``:
+        one index range per page whatever the planner's estimates); a filter on the
+        site alone would read the whole table."""
+        if self.page is not None:
+            return self.q()
+        pages = Page.objects.all()
+        if self.sites is not None:
+            pages = pages.filter(site_id__in=sorted(self.sites))
+        if self.site is not None:
+            pages = pages.filter(site_id=self.site)
+        if self.path_prefix:
+            pages = pages.filter(path__startswith=self.path_prefix)
+        return self.q() & Q(page_id__in=sorted(pages.values_list("id", flat=True)))
+
     def key(self) -> str:
         sites = "*" if self.sites is None else ",".join(map(str, sorted(self.sites)))
         return f"{self.site}|{self.page}|{self.path_prefix}|{sites}"
@@ -169,7 +185,7 @@ def _histograms(piece: Piece, filters: Filters, group: str | None) -> dict:
 
 def _queryset(piece: Piece, filters: Filters, per_page: bool = False):
     if piece.level == "hour":
-        return PageHour.objects.filter(filters.q(), hour__gte=piece.start, hour__lt=piece.end)
+        return PageHour.objects.filter(filters.hour_q(), hour__gte=piece.start, hour__lt=piece.end)
     if piece.level == "day" and not per_page and filters.page is None and not filters.path_prefix:
         # All pages (of a site): one row per site and day, histograms merged.
         return SiteDailyAggregate.objects.filter(
@@ -461,38 +477,50 @@ def page_report(page: Page, start: datetime, end: datetime, encoded: bool = Fals
     return _cached("page", {"from": start, "to": end, "page": page.id}, compute, encoded)
 
 
+def _hour_bound(order: str) -> Subquery:
+    """A site's first (``hour``) or last (``-hour``) hour in page_hour: each page's own,
+    one read of the (page, hour) key from that end, then the site's over its pages."""
+    hour = PageHour.objects.filter(page_id=OuterRef("pk")).order_by(order).values("hour")
+    per_page = Page.objects.filter(site_id=OuterRef("pk")).annotate(h=Subquery(hour[:1]))
+    h = F("h").asc(nulls_last=True) if order == "hour" else F("h").desc(nulls_last=True)
+    return Subquery(per_page.order_by(h).values("h")[:1])
+
+
+def site_coverage_rows(site_ids):
+    """The query of :func:`site_coverage`: per site, its first and last hour and pages."""
+    pages = (
+        Page.objects.filter(site_id=OuterRef("pk"))
+        .order_by()
+        .values("site_id")
+        .annotate(n=Count("*"))
+        .values("n")
+    )
+    return (
+        Site.objects.filter(pk__in=sorted(site_ids))
+        .annotate(
+            first_hour=_hour_bound("hour"),
+            last_hour=_hour_bound("-hour"),
+            page_count=Coalesce(Subquery(pages), 0),
+        )
+        .values("pk", "first_hour", "last_hour", "page_count")
+    )
+
+
 def site_coverage(site_ids) -> dict[int, dict]:
     """Per site id: the first and last hour with data (page_hour) and its pages.
 
-    Cached under the data version like the reports; each bound is one read of
-    page_hour's (hour, page) key from its end.
+    Cached under the data version like the reports; each bound is, per page of the
+    site, one read of page_hour's (page, hour) key from that end of the page.
     """
 
     def compute() -> dict:
-        hours = PageHour.objects.filter(site_id=OuterRef("pk")).values("hour")
-        pages = (
-            Page.objects.filter(site_id=OuterRef("pk"))
-            .order_by()
-            .values("site_id")
-            .annotate(n=Count("*"))
-            .values("n")
-        )
-        rows = (
-            Site.objects.filter(pk__in=sorted(site_ids))
-            .annotate(
-                first_hour=Subquery(hours.order_by("hour")[:1]),
-                last_hour=Subquery(hours.order_by("-hour")[:1]),
-                page_count=Coalesce(Subquery(pages), 0),
-            )
-            .values("pk", "first_hour", "last_hour", "page_count")
-        )
         return {
             row["pk"]: {
                 "first_hour": row["first_hour"],
                 "last_hour": row["last_hour"],
                 "pages": row["page_count"],
             }
-            for row in rows
+            for row in site_coverage_rows(site_ids)
         }
 
     found = _cached("site-coverage", {"sites": sorted(site_ids)}, compute)

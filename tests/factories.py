@@ -1,4 +1,5 @@
-"""factory-boy factories of the objects tests create: users, staff, sites, memberships.
+"""factory-boy factories of the objects tests create: users, staff, sites, pages,
+memberships.
 
 Sites are rows of the pipeline's (unmanaged) ``site`` table, inserted through the
 ORM as ingestion would leave them (``created_at`` from the database's default).
@@ -8,9 +9,10 @@ from __future__ import annotations
 
 import factory
 from django.contrib.auth import get_user_model
+from django.utils import timezone
 
 from accounts.models import Membership, Role
-from pipeline.models import Site
+from pipeline.models import Page, Site
 
 PASSWORD = "correct-Horse-battery-9"
 
@@ -37,6 +39,18 @@ class SiteFactory(factory.django.DjangoModelFactory):
         django_get_or_create = ("host",)
 
     host = factory.Sequence(lambda n: f"site{n}.example.com")
+
+
+class PageFactory(factory.django.DjangoModelFactory):
+    """A canonical page of a site, as ingestion registers it."""
+
+    class Meta:
+        model = Page
+
+    site = factory.SubFactory(SiteFactory)
+    path = factory.Sequence(lambda n: f"/page-{n}")
+    url = factory.LazyAttribute(lambda page: f"https://{page.site.host}{page.path}")
+    created_at = factory.LazyFunction(timezone.now)
 
 
 class MembershipFactory(factory.django.DjangoModelFactory):

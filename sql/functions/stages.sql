@@ -355,7 +355,13 @@ BEGIN
     GET DIAGNOSTICS rows_in = ROW_COUNT;
     ANALYZE _stage_keys;
 
-    IF NOT EXISTS (SELECT FROM page_hour WHERE hour >= p_from AND hour < p_to) THEN
+    -- Through the pages: page_hour is keyed by (page, hour), so each page is one
+    -- probe of its key (LATERAL ... LIMIT 1: never flattened into a join that
+    -- reads the key by hour alone, which is the whole table).
+    IF NOT EXISTS (SELECT FROM page p CROSS JOIN LATERAL (
+        SELECT FROM page_hour t WHERE t.page_id = p.id AND t.hour >= p_from AND t.hour < p_to
+        LIMIT 1) AS h
+    ) THEN
         rows_out := _page_first_load(p_from, p_to);  -- pipeline/stage_sql.py
         INSERT INTO pipeline_dirty AS d (stage, period_start, page_id, hours)
         SELECT 'interval', day, page_id, hours FROM _stage_keys ORDER BY day, page_id

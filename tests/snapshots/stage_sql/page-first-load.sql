@@ -21,7 +21,10 @@ WITH keys AS (
     INSERT INTO _stage_keys SELECT page_id, day, hours FROM keys;
 
 -- ---- statement 4
-NOT EXISTS (SELECT FROM page_hour WHERE hour >= p_from AND hour < p_to);
+NOT EXISTS (SELECT FROM page p CROSS JOIN LATERAL (
+        SELECT FROM page_hour t WHERE t.page_id = p.id AND t.hour >= p_from AND t.hour < p_to
+        LIMIT 1) AS h
+    );
 
 -- ---- statement 5
 INSERT INTO page_hour (page_id, site_id, hour, "users", "sessions", "views", "bounces", "engagement_seconds", "mobile_score", "mobile_lcp_ms", "mobile_fcp_ms", "mobile_inp_ms", "mobile_ttfb_ms", "mobile_cls", "desktop_score", "desktop_lcp_ms", "desktop_fcp_ms", "desktop_inp_ms", "desktop_ttfb_ms", "desktop_cls")

@@ -21,7 +21,10 @@ WITH keys AS (
     INSERT INTO _stage_keys SELECT page_id, day, hours FROM keys;
 
 -- ---- statement 4
-NOT EXISTS (SELECT FROM page_hour WHERE hour >= p_from AND hour < p_to);
+NOT EXISTS (SELECT FROM page p CROSS JOIN LATERAL (
+        SELECT FROM page_hour t WHERE t.page_id = p.id AND t.hour >= p_from AND t.hour < p_to
+        LIMIT 1) AS h
+    );
 
 -- ---- statement 5
 INSERT INTO _stage_ranges
